@@ -1,0 +1,173 @@
+//! Command-line flags, named as ingress-nginx names them where it has them.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use k8s_sync::{ServiceRef, SyncOptions};
+
+/// Weir: a Kubernetes ingress controller on a Pingora data plane, a drop-in for ingress-nginx.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "weir", version, about, long_about = None)]
+pub struct Cli {
+    /// Read Kubernetes manifests (Ingress, Service, EndpointSlice, IngressClass, ...) from this
+    /// folder instead of the API server, and apply changes to it without a restart.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+
+    /// Address the HTTP and HTTPS listeners bind to.
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    pub bind_address: IpAddr,
+
+    /// Port of the HTTP listener.
+    #[arg(long, default_value_t = 80)]
+    pub http_port: u16,
+
+    /// Port of the HTTPS listener.
+    #[arg(long, default_value_t = 443)]
+    pub https_port: u16,
+
+    /// Port serving /healthz (200 once the first configuration is loaded) and /metrics.
+    #[arg(long, default_value_t = 10254)]
+    pub healthz_port: u16,
+
+    /// Address the health and metrics listener binds to.
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    pub healthz_host: IpAddr,
+
+    /// Value of the legacy `kubernetes.io/ingress.class` annotation this controller serves.
+    #[arg(long, default_value = "nginx")]
+    pub ingress_class: String,
+
+    /// IngressClasses whose `spec.controller` equals this are served.
+    #[arg(long, default_value = "k8s.io/ingress-nginx")]
+    pub controller_class: String,
+
+    /// Also serve the IngressClass whose name is --ingress-class, whatever its controller.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_name = "BOOL")]
+    pub ingress_class_by_name: bool,
+
+    /// Serve Ingresses that name no ingress class.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_name = "BOOL")]
+    pub watch_ingress_without_class: bool,
+
+    /// Only watch objects in this namespace (default: all namespaces).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub watch_namespace: Option<String>,
+
+    /// Service (namespace/name) that receives requests no rule matches, instead of the built-in 404.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub default_backend_service: Option<String>,
+
+    /// Worker threads of the proxy (default: one per CPU).
+    #[arg(long, value_name = "N")]
+    pub worker_threads: Option<usize>,
+
+    /// Seconds to keep accepting connections after SIGTERM before closing listeners.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub shutdown_grace_period: u64,
+
+    /// Seconds in-flight requests get to finish after the listeners close.
+    #[arg(long, default_value_t = 240, value_name = "SECONDS")]
+    pub worker_shutdown_timeout: u64,
+
+    /// Log verbosity as ingress-nginx's --v: 0-1 info, 2-3 debug, 4+ trace (RUST_LOG overrides).
+    #[arg(long = "v", default_value_t = 1, value_name = "LEVEL")]
+    pub verbosity: u8,
+}
+
+impl Cli {
+    /// Check flag combinations and build the sync options.
+    pub fn sync_options(&self) -> anyhow::Result<SyncOptions> {
+        let default_backend_service = self
+            .default_backend_service
+            .as_deref()
+            .map(parse_ns_name)
+            .transpose()
+            .context("--default-backend-service")?;
+        if self.ingress_class.is_empty() {
+            bail!("--ingress-class must not be empty");
+        }
+        if self.controller_class.is_empty() {
+            bail!("--controller-class must not be empty");
+        }
+        let ports = [
+            ("--http-port", self.http_port),
+            ("--https-port", self.https_port),
+            ("--healthz-port", self.healthz_port),
+        ];
+        for (i, (a, pa)) in ports.iter().enumerate() {
+            if *pa == 0 {
+                bail!("{a} must be between 1 and 65535");
+            }
+            for (b, pb) in &ports[i + 1..] {
+                if pa == pb {
+                    bail!("{a} and {b} must differ (both are {pa})");
+                }
+            }
+        }
+        Ok(SyncOptions {
+            ingress_class: self.ingress_class.clone(),
+            controller_class: self.controller_class.clone(),
+            ingress_class_by_name: self.ingress_class_by_name,
+            watch_ingress_without_class: self.watch_ingress_without_class,
+            watch_namespace: self.watch_namespace.clone().filter(|n| !n.is_empty()),
+            default_backend_service,
+        })
+    }
+}
+
+fn parse_ns_name(s: &str) -> anyhow::Result<ServiceRef> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(ServiceRef {
+                namespace: ns.to_string(),
+                name: name.to_string(),
+            })
+        }
+        _ => bail!("expected namespace/name, got {s:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_ingress_nginx() {
+        let cli = Cli::try_parse_from(["weir", "--manifests", "conf"]).unwrap();
+        assert_eq!(
+            (cli.http_port, cli.https_port, cli.healthz_port),
+            (80, 443, 10254)
+        );
+        let o = cli.sync_options().unwrap();
+        assert_eq!(o.ingress_class, "nginx");
+        assert_eq!(o.controller_class, "k8s.io/ingress-nginx");
+        assert!(!o.watch_ingress_without_class);
+    }
+
+    #[test]
+    fn boolean_flags_take_both_forms() {
+        let a = Cli::try_parse_from(["weir", "--watch-ingress-without-class"]).unwrap();
+        let b = Cli::try_parse_from(["weir", "--watch-ingress-without-class=true"]).unwrap();
+        let c = Cli::try_parse_from(["weir", "--watch-ingress-without-class=false"]).unwrap();
+        assert!(a.watch_ingress_without_class && b.watch_ingress_without_class);
+        assert!(!c.watch_ingress_without_class);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Cli::try_parse_from(["weir", "--http-port", "70000"]).is_err());
+        assert!(Cli::try_parse_from(["weir", "--bind-address", "nowhere"]).is_err());
+        let same =
+            Cli::try_parse_from(["weir", "--http-port", "8080", "--healthz-port", "8080"]).unwrap();
+        assert!(same
+            .sync_options()
+            .unwrap_err()
+            .to_string()
+            .contains("must differ"));
+        let dbs = Cli::try_parse_from(["weir", "--default-backend-service", "nons"]).unwrap();
+        assert!(format!("{:#}", dbs.sync_options().unwrap_err()).contains("namespace/name"));
+    }
+}

@@ -1,0 +1,168 @@
+//! The Kubernetes objects Weir reads, gathered into one set per build, whatever their source
+//! (API watchers or manifest files).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// The namespace of objects that name none (as `kubectl apply` does).
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Label linking an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// One object of a supported kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    /// networking.k8s.io/v1 Ingress.
+    Ingress(Box<Ingress>),
+    /// networking.k8s.io/v1 IngressClass.
+    IngressClass(Box<IngressClass>),
+    /// v1 Service.
+    Service(Box<Service>),
+    /// discovery.k8s.io/v1 EndpointSlice.
+    EndpointSlice(Box<EndpointSlice>),
+    /// v1 Secret.
+    Secret(Box<Secret>),
+    /// v1 ConfigMap.
+    ConfigMap(Box<ConfigMap>),
+}
+
+impl Object {
+    /// The object's metadata.
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::Ingress(o) => &o.metadata,
+            Object::IngressClass(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
+        }
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Ingress(o) => &mut o.metadata,
+            Object::IngressClass(o) => &mut o.metadata,
+            Object::Service(o) => &mut o.metadata,
+            Object::EndpointSlice(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
+            Object::ConfigMap(o) => &mut o.metadata,
+        }
+    }
+
+    /// The kind, as in `kind:`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Ingress(_) => "Ingress",
+            Object::IngressClass(_) => "IngressClass",
+            Object::Service(_) => "Service",
+            Object::EndpointSlice(_) => "EndpointSlice",
+            Object::Secret(_) => "Secret",
+            Object::ConfigMap(_) => "ConfigMap",
+        }
+    }
+
+    /// Whether the kind lives in a namespace.
+    pub fn namespaced(&self) -> bool {
+        !matches!(self, Object::IngressClass(_))
+    }
+
+    /// Put namespaced objects without a namespace into `default`.
+    pub fn default_namespace(&mut self) {
+        if self.namespaced() {
+            let meta = self.meta_mut();
+            if meta.namespace.as_deref().is_none_or(str::is_empty) {
+                meta.namespace = Some(DEFAULT_NAMESPACE.to_string());
+            }
+        }
+    }
+
+    /// `namespace/name` (or `name` for cluster-scoped kinds).
+    pub fn key(&self) -> String {
+        key_of(self.meta())
+    }
+}
+
+/// `namespace/name`, or `name` without a namespace.
+pub fn key_of(meta: &ObjectMeta) -> String {
+    let name = meta.name.as_deref().unwrap_or("");
+    match meta.namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+        _ => name.to_string(),
+    }
+}
+
+/// Every supported object, by kind and key. Later inserts of the same key replace earlier ones.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObjectSet {
+    /// Ingresses by `namespace/name`.
+    pub ingresses: BTreeMap<String, Ingress>,
+    /// IngressClasses by name.
+    pub ingress_classes: BTreeMap<String, IngressClass>,
+    /// Services by `namespace/name`.
+    pub services: BTreeMap<String, Service>,
+    /// EndpointSlices by `namespace/name`.
+    pub endpoint_slices: BTreeMap<String, EndpointSlice>,
+    /// Secrets by `namespace/name`.
+    pub secrets: BTreeMap<String, Secret>,
+    /// ConfigMaps by `namespace/name`.
+    pub config_maps: BTreeMap<String, ConfigMap>,
+}
+
+impl ObjectSet {
+    /// Add (or replace) an object.
+    pub fn insert(&mut self, mut obj: Object) {
+        obj.default_namespace();
+        let key = obj.key();
+        match obj {
+            Object::Ingress(o) => {
+                self.ingresses.insert(key, *o);
+            }
+            Object::IngressClass(o) => {
+                self.ingress_classes.insert(key, *o);
+            }
+            Object::Service(o) => {
+                self.services.insert(key, *o);
+            }
+            Object::EndpointSlice(o) => {
+                self.endpoint_slices.insert(key, *o);
+            }
+            Object::Secret(o) => {
+                self.secrets.insert(key, *o);
+            }
+            Object::ConfigMap(o) => {
+                self.config_maps.insert(key, *o);
+            }
+        }
+    }
+
+    /// Keep only namespaced objects in `namespace` (cluster-scoped ones stay).
+    pub fn restrict_to_namespace(&mut self, namespace: &str) {
+        let prefix = format!("{namespace}/");
+        self.ingresses.retain(|k, _| k.starts_with(&prefix));
+        self.services.retain(|k, _| k.starts_with(&prefix));
+        self.endpoint_slices.retain(|k, _| k.starts_with(&prefix));
+        self.secrets.retain(|k, _| k.starts_with(&prefix));
+        self.config_maps.retain(|k, _| k.starts_with(&prefix));
+    }
+
+    /// Total number of objects.
+    pub fn len(&self) -> usize {
+        self.ingresses.len()
+            + self.ingress_classes.len()
+            + self.services.len()
+            + self.endpoint_slices.len()
+            + self.secrets.len()
+            + self.config_maps.len()
+    }
+
+    /// Whether the set holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

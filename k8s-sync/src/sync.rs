@@ -1,0 +1,228 @@
+//! Objects → one validated snapshot → `SnapshotHandle::store`, once per change.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use proxy_core::{PoolCache, SnapshotHandle};
+use tokio::sync::watch;
+
+use crate::class::{ClassDecision, ClassFilter};
+use crate::manifests::{ManifestDir, ManifestError};
+use crate::metrics::SyncMetrics;
+use crate::objects::ObjectSet;
+use crate::translate::{translate, validate_ingress, InvalidIngress, ValidIngress, Warning};
+use crate::SyncOptions;
+
+/// What one [`Syncer::apply`] did.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    /// Ingresses in the new snapshot.
+    pub served: usize,
+    /// Host/path rules in the new snapshot.
+    pub routes: usize,
+    /// Ingresses refused in this round (`namespace/name`, reason). Those with an earlier valid
+    /// version keep serving that version.
+    pub rejected: Vec<(String, InvalidIngress)>,
+    /// Problems that do not reject an Ingress (missing Service, shadowed path, ...).
+    pub warnings: Vec<Warning>,
+    /// Ingresses left to other controllers (`namespace/name`, why).
+    pub ignored: Vec<(String, String)>,
+    /// The new snapshot's configuration hash.
+    pub hash: u64,
+}
+
+/// Turns object sets into snapshots and publishes them, remembering the last valid version of
+/// every Ingress so a broken edit never removes routes.
+pub struct Syncer {
+    opts: SyncOptions,
+    handle: SnapshotHandle,
+    pools: PoolCache,
+    metrics: Option<SyncMetrics>,
+    accepted: HashMap<String, ValidIngress>,
+    reported: HashMap<String, String>,
+    first_seen: HashMap<String, i64>,
+    reported_sources: Vec<ManifestError>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Syncer {
+    /// A syncer publishing into `handle`.
+    pub fn new(opts: SyncOptions, handle: SnapshotHandle, metrics: Option<SyncMetrics>) -> Self {
+        Syncer {
+            opts,
+            handle,
+            pools: PoolCache::new(),
+            metrics,
+            accepted: HashMap::new(),
+            reported: HashMap::new(),
+            first_seen: HashMap::new(),
+            reported_sources: Vec::new(),
+        }
+    }
+
+    /// The handle snapshots are published to.
+    pub fn handle(&self) -> &SnapshotHandle {
+        &self.handle
+    }
+
+    /// Build a snapshot from `objects` and publish it. `source_errors` are problems of the source
+    /// (unparsable files) whose last good objects are already part of `objects`.
+    pub fn apply(&mut self, objects: &ObjectSet, source_errors: &[ManifestError]) -> ApplyReport {
+        let start = Instant::now();
+        let mut scoped;
+        let objects = match &self.opts.watch_namespace {
+            Some(ns) => {
+                scoped = objects.clone();
+                scoped.restrict_to_namespace(ns);
+                &scoped
+            }
+            None => objects,
+        };
+        let mut report = ApplyReport::default();
+        let filter = ClassFilter::new(&self.opts, objects);
+        let now = unix_now();
+        let mut live: Vec<&str> = Vec::new();
+        for (key, ing) in &objects.ingresses {
+            if let ClassDecision::NotOurs(why) = filter.decide(ing) {
+                tracing::debug!(ingress = %key, %why, "ignoring Ingress of another class");
+                report.ignored.push((key.clone(), why));
+                continue;
+            }
+            live.push(key);
+            let created = match &ing.metadata.creation_timestamp {
+                Some(t) => t.0.as_second(),
+                None => *self.first_seen.entry(key.clone()).or_insert(now),
+            };
+            match validate_ingress(ing, created) {
+                Ok(valid) => {
+                    if self.reported.remove(key).is_some() {
+                        tracing::info!(ingress = %key, "Ingress is valid again");
+                    }
+                    self.accepted.insert(key.clone(), valid);
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    if self.reported.get(key) != Some(&message) {
+                        let kept = self.accepted.contains_key(key);
+                        tracing::warn!(
+                            ingress = %key,
+                            reason = %message,
+                            kept_previous_version = kept,
+                            "Ingress rejected"
+                        );
+                        if let Some(m) = &self.metrics {
+                            m.rejected
+                                .with_label_values(&["Ingress", e.metric_label()])
+                                .inc();
+                        }
+                        self.reported.insert(key.clone(), message);
+                    }
+                    report.rejected.push((key.clone(), e));
+                }
+            }
+        }
+        self.accepted.retain(|k, _| live.contains(&k.as_str()));
+        self.reported.retain(|k, _| live.contains(&k.as_str()));
+        self.first_seen
+            .retain(|k, _| objects.ingresses.contains_key(k));
+
+        let valid: Vec<&ValidIngress> = self.accepted.values().collect();
+        let translation = translate(
+            objects,
+            &valid,
+            self.opts.default_backend_service.as_ref(),
+            &self.pools,
+        );
+        let snapshot = translation.builder.build();
+        report.served = valid.len();
+        report.routes = snapshot.route_count();
+        report.hash = snapshot.hash();
+        report.warnings = translation.warnings;
+        let keep: std::collections::HashSet<_> =
+            snapshot.pools().map(|p| p.key().clone()).collect();
+        self.pools.retain(|k| keep.contains(k));
+        self.handle.store(snapshot);
+
+        for w in &report.warnings {
+            tracing::debug!(ingress = %w.ingress, warning = %w.message);
+        }
+        if source_errors != self.reported_sources.as_slice() {
+            for e in source_errors {
+                if !self.reported_sources.contains(e) {
+                    tracing::error!(error = %e, "manifest rejected, its last good objects stay in use");
+                    if let Some(m) = &self.metrics {
+                        m.rejected.with_label_values(&["File", "parse"]).inc();
+                    }
+                }
+            }
+            self.reported_sources = source_errors.to_vec();
+        }
+        if let Some(m) = &self.metrics {
+            m.build_duration.observe(start.elapsed().as_secs_f64());
+            m.ingresses_served.set(report.served as i64);
+            m.routes.set(report.routes as i64);
+            m.config_hash.set(report.hash as f64);
+            if source_errors.is_empty() {
+                m.success.inc();
+                m.last_reload_successful.set(1);
+                m.last_reload_timestamp.set(now as f64);
+            } else {
+                m.errors.inc();
+                m.last_reload_successful.set(0);
+            }
+        }
+        tracing::info!(
+            ingresses = report.served,
+            routes = report.routes,
+            rejected = report.rejected.len(),
+            warnings = report.warnings.len(),
+            hash = format_args!("{:016x}", report.hash),
+            took_ms = start.elapsed().as_secs_f64() * 1000.0,
+            "configuration applied"
+        );
+        report
+    }
+}
+
+/// File mode: re-scan `dir` every `interval` and apply changes until `shutdown` turns true.
+/// The folder disappearing keeps the running snapshot (and is logged once).
+pub async fn watch_manifest_dir(
+    mut dir: ManifestDir,
+    mut syncer: Syncer,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut dir_error: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            r = shutdown.changed() => {
+                if r.is_err() || *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+        match dir.scan() {
+            Ok(scan) => {
+                if dir_error.take().is_some() {
+                    tracing::info!(dir = %dir.dir().display(), "manifests folder readable again");
+                }
+                if scan.changed {
+                    syncer.apply(&scan.objects, &scan.errors);
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if dir_error.as_deref() != Some(msg.as_str()) {
+                    tracing::error!(error = %msg, "keeping the running configuration");
+                    dir_error = Some(msg);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,503 @@
+//! Ingress + Service + EndpointSlice → proxy-core routes.
+//!
+//! [`validate_ingress`] checks one Ingress on its own (a bad one is rejected whole, with the field
+//! and the reason); [`translate`] resolves Services and EndpointSlices and fills a
+//! [`SnapshotBuilder`]. A missing Service or port is not an error of the Ingress: its routes
+//! answer 503 until the Service appears, as with ingress-nginx.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use proxy_core::snapshot::validate_rule;
+use proxy_core::{
+    BuildError, DefaultRoute, PathKind, PoolCache, PoolKey, Route, RouteMeta, RouteOrder,
+    RoutePolicy, SnapshotBuilder, Target,
+};
+
+use crate::objects::{ObjectSet, SERVICE_NAME_LABEL};
+
+/// Why an Ingress was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidIngress {
+    /// Neither rules nor a default backend.
+    #[error("spec: the Ingress has no rules and no defaultBackend")]
+    Empty,
+    /// A backend names no Service (resource backends are not supported).
+    #[error("{field}: only service backends are supported (resource backends are not)")]
+    NotAService {
+        /// Field path.
+        field: String,
+    },
+    /// A service backend without a port number or name.
+    #[error("{field}: a service backend needs port.number or port.name")]
+    MissingPort {
+        /// Field path.
+        field: String,
+    },
+    /// `pathType` is not Exact, Prefix or ImplementationSpecific.
+    #[error(
+        "{field}: unknown pathType {value:?} (expected Exact, Prefix or ImplementationSpecific)"
+    )]
+    PathType {
+        /// Field path.
+        field: String,
+        /// The value given.
+        value: String,
+    },
+    /// A host or path the route table refuses.
+    #[error("{field}: {source}")]
+    Rule {
+        /// Field path.
+        field: String,
+        /// The route table's reason.
+        source: BuildError,
+    },
+}
+
+impl InvalidIngress {
+    /// Short reason used as the `reason` metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            InvalidIngress::Empty => "empty",
+            InvalidIngress::NotAService { .. } => "resource_backend",
+            InvalidIngress::MissingPort { .. } => "missing_port",
+            InvalidIngress::PathType { .. } => "path_type",
+            InvalidIngress::Rule {
+                source: BuildError::InvalidHost(_),
+                ..
+            } => "invalid_host",
+            InvalidIngress::Rule { .. } => "invalid_path",
+        }
+    }
+}
+
+/// A Service port as an Ingress names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PortRef {
+    /// `port.number`.
+    Number(i32),
+    /// `port.name`.
+    Name(String),
+}
+
+/// A service backend of a validated Ingress.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendRef {
+    /// Service name (in the Ingress's namespace).
+    pub service: String,
+    /// The port.
+    pub port: PortRef,
+}
+
+/// One host/path rule of a validated Ingress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidRule {
+    /// Lowercased host; `None` for any host.
+    pub host: Option<String>,
+    /// Path type.
+    pub kind: PathKind,
+    /// Path as written (`/` when an ImplementationSpecific path is empty).
+    pub path: String,
+    /// Where it goes.
+    pub backend: BackendRef,
+}
+
+/// An Ingress that passed validation, ready to translate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidIngress {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Conflict order (creation time, then `namespace/name`).
+    pub order: RouteOrder,
+    /// Host/path rules.
+    pub rules: Vec<ValidRule>,
+    /// Hosts named by rules (including rules without paths).
+    pub hosts: Vec<Option<String>>,
+    /// `spec.defaultBackend`.
+    pub default_backend: Option<BackendRef>,
+}
+
+fn backend_ref(b: &IngressBackend, field: &str) -> Result<BackendRef, InvalidIngress> {
+    let Some(svc) = &b.service else {
+        return Err(InvalidIngress::NotAService {
+            field: field.to_string(),
+        });
+    };
+    let port = match &svc.port {
+        Some(p) => match (&p.number, &p.name) {
+            (Some(n), _) => PortRef::Number(*n),
+            (None, Some(name)) if !name.is_empty() => PortRef::Name(name.clone()),
+            _ => None.ok_or_else(|| InvalidIngress::MissingPort {
+                field: format!("{field}.service.port"),
+            })?,
+        },
+        None => {
+            return Err(InvalidIngress::MissingPort {
+                field: format!("{field}.service.port"),
+            })
+        }
+    };
+    Ok(BackendRef {
+        service: svc.name.clone(),
+        port,
+    })
+}
+
+/// Check one Ingress. `created` is its creation time in seconds (used to order conflicts).
+pub fn validate_ingress(ing: &Ingress, created: i64) -> Result<ValidIngress, InvalidIngress> {
+    let namespace = ing.metadata.namespace.clone().unwrap_or_default();
+    let name = ing.metadata.name.clone().unwrap_or_default();
+    let spec = ing.spec.clone().unwrap_or_default();
+    let default_backend = spec
+        .default_backend
+        .as_ref()
+        .map(|b| backend_ref(b, "spec.defaultBackend"))
+        .transpose()?;
+    let mut rules = Vec::new();
+    let mut hosts = Vec::new();
+    let spec_rules = spec.rules.unwrap_or_default();
+    if spec_rules.is_empty() && default_backend.is_none() {
+        return Err(InvalidIngress::Empty);
+    }
+    for (ri, rule) in spec_rules.iter().enumerate() {
+        let host = rule
+            .host
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .map(str::to_ascii_lowercase);
+        validate_rule(host.as_deref(), PathKind::Prefix, "/").map_err(|source| {
+            InvalidIngress::Rule {
+                field: format!("spec.rules[{ri}].host"),
+                source,
+            }
+        })?;
+        if !hosts.contains(&host) {
+            hosts.push(host.clone());
+        }
+        let Some(http) = &rule.http else { continue };
+        for (pi, p) in http.paths.iter().enumerate() {
+            let field = format!("spec.rules[{ri}].http.paths[{pi}]");
+            let kind = match p.path_type.as_str() {
+                "Exact" => PathKind::Exact,
+                "Prefix" => PathKind::Prefix,
+                "ImplementationSpecific" => PathKind::ImplementationSpecific,
+                other => {
+                    return Err(InvalidIngress::PathType {
+                        field: format!("{field}.pathType"),
+                        value: other.to_string(),
+                    })
+                }
+            };
+            let path = match p.path.as_deref() {
+                Some(p) if !p.is_empty() => p.to_string(),
+                _ if kind == PathKind::ImplementationSpecific => "/".to_string(),
+                _ => String::new(),
+            };
+            validate_rule(host.as_deref(), kind, &path).map_err(|source| InvalidIngress::Rule {
+                field: format!("{field}.path"),
+                source,
+            })?;
+            let backend = backend_ref(&p.backend, &format!("{field}.backend"))?;
+            rules.push(ValidRule {
+                host: host.clone(),
+                kind,
+                path,
+                backend,
+            });
+        }
+    }
+    Ok(ValidIngress {
+        order: RouteOrder {
+            created,
+            name: format!("{namespace}/{name}"),
+        },
+        namespace,
+        name,
+        rules,
+        hosts,
+        default_backend,
+    })
+}
+
+/// A problem found while translating that does not reject the Ingress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// `namespace/name` of the Ingress.
+    pub ingress: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Where `--default-backend-service` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRef {
+    /// Namespace.
+    pub namespace: String,
+    /// Service name.
+    pub name: String,
+}
+
+/// Resolves Service ports to endpoints, once per backend per build.
+struct Resolver<'a> {
+    objects: &'a ObjectSet,
+    slices: HashMap<String, Vec<&'a EndpointSlice>>,
+    pools: &'a PoolCache,
+    resolved: HashMap<(String, BackendRef), Target>,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(objects: &'a ObjectSet, pools: &'a PoolCache) -> Self {
+        let mut slices: HashMap<String, Vec<&EndpointSlice>> = HashMap::new();
+        for s in objects.endpoint_slices.values() {
+            let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            else {
+                continue;
+            };
+            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+            slices.entry(format!("{ns}/{svc}")).or_default().push(s);
+        }
+        Resolver {
+            objects,
+            slices,
+            pools,
+            resolved: HashMap::new(),
+        }
+    }
+
+    /// The pool for a backend; a warning when the Service or port does not exist.
+    fn target(&mut self, namespace: &str, b: &BackendRef) -> (Target, Option<String>) {
+        let cache_key = (namespace.to_string(), b.clone());
+        if let Some(t) = self.resolved.get(&cache_key) {
+            return (t.clone(), None);
+        }
+        let port_label = match &b.port {
+            PortRef::Number(n) => n.to_string(),
+            PortRef::Name(n) => n.clone(),
+        };
+        let key = PoolKey(format!("{namespace}/{}:{port_label}", b.service).into());
+        let svc_key = format!("{namespace}/{}", b.service);
+        let (endpoints, warning) = match self.objects.services.get(&svc_key) {
+            None => (Vec::new(), Some(format!("Service {svc_key} not found"))),
+            Some(svc) => match self.endpoints(&svc_key, svc, &b.port) {
+                Ok(e) => (e, None),
+                Err(w) => (Vec::new(), Some(w)),
+            },
+        };
+        let target = Target::Pool(self.pools.get(&key, &endpoints));
+        self.resolved.insert(cache_key, target.clone());
+        (target, warning)
+    }
+
+    fn endpoints(
+        &self,
+        svc_key: &str,
+        svc: &Service,
+        port: &PortRef,
+    ) -> Result<Vec<SocketAddr>, String> {
+        let spec = svc.spec.clone().unwrap_or_default();
+        if spec.type_.as_deref() == Some("ExternalName") {
+            return Err(format!(
+                "Service {svc_key} is of type ExternalName, which Weir does not support yet"
+            ));
+        }
+        let ports = spec.ports.unwrap_or_default();
+        let svc_port = ports.iter().find(|p| match port {
+            PortRef::Number(n) => p.port == *n,
+            PortRef::Name(n) => p.name.as_deref() == Some(n.as_str()),
+        });
+        let Some(svc_port) = svc_port else {
+            let wanted = match port {
+                PortRef::Number(n) => format!("port {n}"),
+                PortRef::Name(n) => format!("a port named {n:?}"),
+            };
+            return Err(format!("Service {svc_key} has no {wanted}"));
+        };
+        let port_name = svc_port.name.as_deref().unwrap_or("");
+        let mut out = Vec::new();
+        for slice in self.slices.get(svc_key).into_iter().flatten() {
+            if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+                continue;
+            }
+            let Some(number) = slice
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+                .and_then(|p| p.port)
+            else {
+                continue;
+            };
+            let Ok(number) = u16::try_from(number) else {
+                continue;
+            };
+            for ep in slice.endpoints.iter().flatten() {
+                // A nil `ready` condition means ready (EndpointSlice API contract).
+                let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+                if !ready {
+                    continue;
+                }
+                for a in &ep.addresses {
+                    if let Ok(ip) = a.parse::<IpAddr>() {
+                        out.push(SocketAddr::new(ip, number));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The result of a translation.
+pub struct Translation {
+    /// The routes, ready to build.
+    pub builder: SnapshotBuilder,
+    /// Non-fatal problems, per Ingress.
+    pub warnings: Vec<Warning>,
+}
+
+/// Translate validated Ingresses (any order) with the Services and EndpointSlices of `objects`.
+pub fn translate(
+    objects: &ObjectSet,
+    ingresses: &[&ValidIngress],
+    default_backend_service: Option<&ServiceRef>,
+    pools: &PoolCache,
+) -> Translation {
+    let mut ingresses: Vec<&ValidIngress> = ingresses.to_vec();
+    ingresses.sort_by(|a, b| a.order.cmp(&b.order));
+    let mut resolver = Resolver::new(objects, pools);
+    let mut builder = SnapshotBuilder::new();
+    let mut warnings = Vec::new();
+    let policy = Arc::new(RoutePolicy::default());
+    let mut catch_all: Option<DefaultRoute> = None;
+    for ing in &ingresses {
+        let ing_key = format!("{}/{}", ing.namespace, ing.name);
+        let mut warn = |message: Option<String>| {
+            if let Some(message) = message {
+                if !warnings
+                    .iter()
+                    .any(|w: &Warning| w.ingress == ing_key && w.message == message)
+                {
+                    warnings.push(Warning {
+                        ingress: ing_key.clone(),
+                        message,
+                    });
+                }
+            }
+        };
+        let namespace: Arc<str> = ing.namespace.as_str().into();
+        let ingress_name: Arc<str> = ing.name.as_str().into();
+        let default_route = ing.default_backend.as_ref().map(|b| {
+            let (target, w) = resolver.target(&ing.namespace, b);
+            warn(w);
+            DefaultRoute {
+                target,
+                meta: RouteMeta {
+                    namespace: namespace.clone(),
+                    ingress: ingress_name.clone(),
+                    service: b.service.as_str().into(),
+                    path: "/".into(),
+                    canary: false,
+                },
+                policy: policy.clone(),
+            }
+        });
+        if ing.rules.is_empty() && ing.hosts.is_empty() {
+            // Only spec.defaultBackend: the catch-all default backend (the oldest wins).
+            if catch_all.is_none() {
+                catch_all = default_route;
+            }
+            continue;
+        }
+        for rule in &ing.rules {
+            let (target, w) = resolver.target(&ing.namespace, &rule.backend);
+            warn(w);
+            let route = Route {
+                kind: rule.kind,
+                path: rule.path.clone(),
+                target,
+                meta: RouteMeta {
+                    namespace: namespace.clone(),
+                    ingress: ingress_name.clone(),
+                    service: rule.backend.service.as_str().into(),
+                    path: rule.path.as_str().into(),
+                    canary: false,
+                },
+                policy: policy.clone(),
+                order: ing.order.clone(),
+            };
+            match builder.add_route(rule.host.as_deref(), route) {
+                Ok(proxy_core::AddOutcome::Shadowed(by)) => warn(Some(format!(
+                    "{} path {} of host {} is already defined by the older Ingress {}/{}",
+                    rule.kind,
+                    rule.path,
+                    rule.host.as_deref().unwrap_or("*"),
+                    by.namespace,
+                    by.ingress
+                ))),
+                Ok(_) => {}
+                Err(e) => warn(Some(e.to_string())),
+            }
+        }
+        for host in &ing.hosts {
+            if let Some(h) = host {
+                if let Err(e) = builder.declare_host(h) {
+                    warn(Some(e.to_string()));
+                }
+            }
+            if let Some(d) = &default_route {
+                if let Err(e) = builder.host_default(host.as_deref(), d.clone(), ing.order.clone())
+                {
+                    warn(Some(e.to_string()));
+                }
+            }
+        }
+    }
+    let default = match (catch_all, default_backend_service) {
+        (Some(d), _) => Some(d),
+        (None, Some(svc)) => {
+            let b = BackendRef {
+                service: svc.name.clone(),
+                port: PortRef::Number(
+                    objects
+                        .services
+                        .get(&format!("{}/{}", svc.namespace, svc.name))
+                        .and_then(|s| s.spec.as_ref())
+                        .and_then(|s| s.ports.as_ref())
+                        .and_then(|p| p.first())
+                        .map_or(80, |p| p.port),
+                ),
+            };
+            let (target, w) = resolver.target(&svc.namespace, &b);
+            if let Some(message) = w {
+                warnings.push(Warning {
+                    ingress: "--default-backend-service".into(),
+                    message,
+                });
+            }
+            Some(DefaultRoute {
+                target,
+                meta: RouteMeta {
+                    namespace: svc.namespace.as_str().into(),
+                    service: svc.name.as_str().into(),
+                    ..Default::default()
+                },
+                policy,
+            })
+        }
+        (None, None) => None,
+    };
+    if let Some(d) = default {
+        builder.default_route(d);
+    }
+    Translation { builder, warnings }
+}

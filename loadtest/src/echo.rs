@@ -1,0 +1,133 @@
+//! The echo server: replies `200` with JSON `{server, method, path, host, headers, body_len}`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// Build the JSON reply for one request.
+async fn reply(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = req.method().to_string();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in req.headers() {
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        headers
+            .entry(k.as_str().to_string())
+            .and_modify(|e| {
+                e.push_str(", ");
+                e.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    let host = headers.get("host").cloned().unwrap_or_default();
+    let body_len = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes().len(),
+        Err(_) => 0,
+    };
+    let body = serde_json::json!({
+        "server": name,
+        "method": method,
+        "path": path,
+        "host": host,
+        "headers": headers,
+        "body_len": body_len,
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Serve on `listener` until `stop` resolves. Each reply names the server `name`.
+pub async fn serve(listener: TcpListener, name: String, mut stop: oneshot::Receiver<()>) {
+    let name: std::sync::Arc<str> = name.into();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stop => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let name = name.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let name = name.clone();
+                async move { Ok::<_, Infallible>(reply(&name, req).await) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades()
+                .await;
+        });
+    }
+}
+
+/// An echo server on its own thread; stops when dropped.
+pub struct EchoServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EchoServer {
+    /// Start on `127.0.0.1` with a free port.
+    pub fn start(name: &str) -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0".parse().expect("valid address"), name)
+    }
+
+    /// Start on `addr` (port 0 picks a free port).
+    pub fn start_on(addr: SocketAddr, name: &str) -> std::io::Result<Self> {
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let (tx, rx) = oneshot::channel();
+        let name = name.to_string();
+        let thread = std::thread::Builder::new()
+            .name(format!("echo-{name}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                rt.block_on(async move {
+                    let listener = TcpListener::from_std(std_listener).expect("listener");
+                    serve(listener, name, rx).await;
+                });
+            })?;
+        Ok(EchoServer {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Request metrics under the names ingress-nginx dashboards use
+//! (`nginx_ingress_controller_requests`, `..._request_duration_seconds`, ...).
+
+use std::collections::HashMap;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+/// Prefix shared by all metrics that keep ingress-nginx's names.
+pub const NAMESPACE: &str = "nginx_ingress_controller";
+
+/// Per-request label names, in the order values are passed.
+pub const REQUEST_LABELS: [&str; 8] = [
+    "status",
+    "method",
+    "path",
+    "namespace",
+    "ingress",
+    "service",
+    "host",
+    "canary",
+];
+
+/// Duration buckets (seconds), as ingress-nginx's `--time-buckets` default.
+pub const TIME_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Size buckets (bytes), as ingress-nginx's `--size-buckets` default.
+pub const SIZE_BUCKETS: [f64; 7] = [10.0, 100.0, 1000.0, 10000.0, 100000.0, 1e6, 1e7];
+
+/// Request metrics, registered into a caller-provided registry.
+#[derive(Clone)]
+pub struct ProxyMetrics {
+    /// `nginx_ingress_controller_requests`: requests served, by status and route.
+    pub requests: IntCounterVec,
+    /// `..._request_duration_seconds`: from the first request byte to the last response byte.
+    pub request_duration: HistogramVec,
+    /// `..._response_duration_seconds`: time spent waiting for and receiving the upstream response.
+    pub response_duration: HistogramVec,
+    /// `..._header_duration_seconds`: time until the upstream response header arrived.
+    pub header_duration: HistogramVec,
+    /// `..._request_size`: request length including headers (bytes).
+    pub request_size: HistogramVec,
+    /// `..._response_size`: response body bytes sent to the client.
+    pub response_size: HistogramVec,
+}
+
+impl ProxyMetrics {
+    /// Create and register the metrics. `const_labels` are added to every series
+    /// (ingress-nginx uses `controller_namespace`, `controller_class`, `controller_pod`).
+    pub fn register(
+        registry: &Registry,
+        const_labels: &HashMap<String, String>,
+    ) -> prometheus::Result<Self> {
+        let hist = |name: &str, help: &str, buckets: &[f64]| -> prometheus::Result<HistogramVec> {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help)
+                    .namespace(NAMESPACE)
+                    .const_labels(const_labels.clone())
+                    .buckets(buckets.to_vec()),
+                &REQUEST_LABELS,
+            )?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let requests = IntCounterVec::new(
+            Opts::new("requests", "The total number of client requests")
+                .namespace(NAMESPACE)
+                .const_labels(const_labels.clone()),
+            &REQUEST_LABELS,
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        Ok(ProxyMetrics {
+            requests,
+            request_duration: hist(
+                "request_duration_seconds",
+                "The request processing time in seconds",
+                &TIME_BUCKETS,
+            )?,
+            response_duration: hist(
+                "response_duration_seconds",
+                "The time spent on receiving the response from the upstream server in seconds",
+                &TIME_BUCKETS,
+            )?,
+            header_duration: hist(
+                "header_duration_seconds",
+                "The time spent on receiving first header from the upstream server",
+                &TIME_BUCKETS,
+            )?,
+            request_size: hist(
+                "request_size",
+                "The request length (including request line, header, and request body)",
+                &SIZE_BUCKETS,
+            )?,
+            response_size: hist(
+                "response_size",
+                "The response length (including request line, header, and request body)",
+                &SIZE_BUCKETS,
+            )?,
+        })
+    }
+}

@@ -1,0 +1,149 @@
+//! The route model: what a snapshot is built from. No Kubernetes types here.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::upstream::Pool;
+
+/// How a rule's path is compared with the request path (Kubernetes `pathType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PathKind {
+    /// The whole path, case-sensitive.
+    Exact,
+    /// Element-wise prefix split on `/`; a trailing slash in the rule is ignored.
+    Prefix,
+    /// ingress-nginx's interpretation of `ImplementationSpecific`: a plain string prefix.
+    ImplementationSpecific,
+}
+
+impl PathKind {
+    /// Precedence among rules of equal length: lower wins.
+    pub(crate) fn rank(self) -> u8 {
+        match self {
+            PathKind::Exact => 0,
+            PathKind::Prefix => 1,
+            PathKind::ImplementationSpecific => 2,
+        }
+    }
+
+    /// The Kubernetes spelling of this path type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Exact => "Exact",
+            PathKind::Prefix => "Prefix",
+            PathKind::ImplementationSpecific => "ImplementationSpecific",
+        }
+    }
+}
+
+impl fmt::Display for PathKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a route came from; used for metric labels, logs and conflict resolution.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct RouteMeta {
+    /// Namespace of the source object (Ingress), empty when not from Kubernetes.
+    pub namespace: Arc<str>,
+    /// Name of the source object (Ingress).
+    pub ingress: Arc<str>,
+    /// Name of the Service the route sends to.
+    pub service: Arc<str>,
+    /// The rule's path as written, used as the `path` metric label.
+    pub path: Arc<str>,
+    /// Whether the route is a canary (metric label).
+    pub canary: bool,
+}
+
+/// Per-route traffic policy. Fields are filled in as features land; the defaults match ingress-nginx.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoutePolicy {
+    /// Upstream connect timeout (`proxy-connect-timeout`, default 5 s).
+    pub connect_timeout: Duration,
+    /// Upstream read timeout (`proxy-read-timeout`, default 60 s).
+    pub read_timeout: Duration,
+    /// Upstream write timeout (`proxy-send-timeout`, default 60 s).
+    pub send_timeout: Duration,
+    /// How many endpoints to try when connecting fails (`proxy-next-upstream-tries`, default 3).
+    pub next_upstream_tries: u8,
+}
+
+impl Default for RoutePolicy {
+    fn default() -> Self {
+        RoutePolicy {
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            next_upstream_tries: 3,
+        }
+    }
+}
+
+/// Where a matched request goes.
+#[derive(Clone)]
+pub enum Target {
+    /// Proxy to an endpoint of this pool (503 when it has no endpoints).
+    Pool(Arc<Pool>),
+    /// The built-in default backend: a small 404 page.
+    NotFound,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Pool(p) => write!(f, "Pool({})", p.key()),
+            Target::NotFound => f.write_str("NotFound"),
+        }
+    }
+}
+
+/// A routing rule: one path of one host.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// How the path is compared.
+    pub kind: PathKind,
+    /// The path as written in the rule (must start with `/`).
+    pub path: String,
+    /// Where matched requests go.
+    pub target: Target,
+    /// Labels and provenance.
+    pub meta: RouteMeta,
+    /// Traffic policy.
+    pub policy: Arc<RoutePolicy>,
+    /// Conflict order: when two rules have the same host, kind and path, the lower value wins
+    /// (Kubernetes sync passes the Ingress creation time so the oldest Ingress wins).
+    pub order: RouteOrder,
+}
+
+/// Total order used to resolve conflicting rules; lower wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteOrder {
+    /// Creation time of the source object, seconds since the Unix epoch (or any monotonic number).
+    pub created: i64,
+    /// Tie-breaker, e.g. `namespace/name`.
+    pub name: String,
+}
+
+/// The route used when no host and path rule matches.
+#[derive(Debug, Clone)]
+pub struct DefaultRoute {
+    /// Where unmatched requests go.
+    pub target: Target,
+    /// Labels and provenance.
+    pub meta: RouteMeta,
+    /// Traffic policy.
+    pub policy: Arc<RoutePolicy>,
+}
+
+impl Default for DefaultRoute {
+    fn default() -> Self {
+        DefaultRoute {
+            target: Target::NotFound,
+            meta: RouteMeta::default(),
+            policy: Arc::new(RoutePolicy::default()),
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The Pingora `ProxyHttp` implementation. Each hook is thin and delegates to a named module.
+
+pub mod headers;
+pub mod pages;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use http::HeaderValue;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::{Error, ErrorType, Result};
+
+use crate::metrics::ProxyMetrics;
+use crate::model::Target;
+use crate::routing::{normalize_host, normalize_path, RouteId};
+use crate::snapshot::{Snapshot, SnapshotHandle};
+
+/// Upper bound on endpoints tried for one request, whatever the policy says.
+const MAX_TRIES: usize = 8;
+
+/// The proxy: routes each request with the current snapshot and forwards it.
+pub struct WeirProxy {
+    snapshot: SnapshotHandle,
+    metrics: Option<ProxyMetrics>,
+}
+
+impl WeirProxy {
+    /// A proxy serving whatever `snapshot` currently holds; `metrics` is optional.
+    pub fn new(snapshot: SnapshotHandle, metrics: Option<ProxyMetrics>) -> Self {
+        WeirProxy { snapshot, metrics }
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    snapshot: Option<Arc<Snapshot>>,
+    route: RouteId,
+    request_id: Option<HeaderValue>,
+    tried: [SocketAddr; MAX_TRIES],
+    tries: usize,
+    start: Instant,
+    upstream_start: Option<Instant>,
+    header_time: Option<Duration>,
+    /// Status written by the proxy itself (default backend, 503, 400).
+    local_status: Option<u16>,
+}
+
+fn request_host(session: &Session) -> &str {
+    let req = session.req_header();
+    if let Some(h) = req.uri.host() {
+        return h;
+    }
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+#[async_trait]
+impl ProxyHttp for WeirProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            snapshot: None,
+            route: RouteId::Default,
+            request_id: None,
+            tried: [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_TRIES],
+            tries: 0,
+            start: Instant::now(),
+            upstream_start: None,
+            header_time: None,
+            local_status: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let snapshot = self.snapshot.load();
+        let host = normalize_host(request_host(session));
+        let path = match normalize_path(session.req_header().uri.path()) {
+            Ok(p) => p,
+            Err(_) => {
+                ctx.snapshot = Some(snapshot);
+                ctx.local_status = Some(400);
+                pages::respond(session, 400, pages::BAD_REQUEST_PAGE).await?;
+                return Ok(true);
+            }
+        };
+        ctx.route = snapshot.find(&host, &path);
+        let target = snapshot.resolve(ctx.route).target.clone();
+        ctx.snapshot = Some(snapshot);
+        match target {
+            Target::NotFound => {
+                ctx.local_status = Some(404);
+                pages::respond(session, 404, pages::NOT_FOUND_PAGE).await?;
+                Ok(true)
+            }
+            Target::Pool(p) if p.is_empty() => {
+                ctx.local_status = Some(503);
+                pages::respond(session, 503, pages::UNAVAILABLE_PAGE).await?;
+                Ok(true)
+            }
+            Target::Pool(_) => {
+                ctx.request_id = Some(
+                    session
+                        .req_header()
+                        .headers
+                        .get("x-request-id")
+                        .filter(|v| !v.is_empty())
+                        .cloned()
+                        .unwrap_or_else(headers::new_request_id),
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        let snapshot = ctx.snapshot.as_ref().ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, "no snapshot in request context")
+        })?;
+        let resolved = snapshot.resolve(ctx.route);
+        let Target::Pool(pool) = resolved.target else {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(404),
+                "no upstream for route",
+            ));
+        };
+        let addr = pool
+            .select(&ctx.tried[..ctx.tries])
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no endpoint left to try"))?;
+        if ctx.tries < MAX_TRIES {
+            ctx.tried[ctx.tries] = addr;
+            ctx.tries += 1;
+        }
+        let policy = resolved.policy;
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(policy.connect_timeout);
+        peer.options.read_timeout = Some(policy.read_timeout);
+        peer.options.write_timeout = Some(policy.send_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        ctx.upstream_start.get_or_insert_with(Instant::now);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let downstream = session.as_downstream();
+        let client_ip = downstream
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let server_port = downstream
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port());
+        let tls = downstream.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let req = session.req_header();
+        let authority;
+        let host = match req.headers.get(http::header::HOST) {
+            Some(h) => Some(h),
+            None => {
+                // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
+                authority = req
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+                if let Some(a) = &authority {
+                    upstream_request.insert_header(http::header::HOST, a.clone())?;
+                }
+                authority.as_ref()
+            }
+        };
+        let request_id = ctx.request_id.get_or_insert_with(headers::new_request_id);
+        headers::apply(
+            upstream_request,
+            &headers::ForwardInfo {
+                client_ip,
+                scheme: if tls { "https" } else { "http" },
+                server_port,
+                host,
+                request_id,
+            },
+        )
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(start) = ctx.upstream_start {
+            ctx.header_time.get_or_insert_with(|| start.elapsed());
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // proxy-next-upstream "error timeout": try another endpoint, up to the policy's tries.
+        if let Some(snapshot) = &ctx.snapshot {
+            let resolved = snapshot.resolve(ctx.route);
+            let tries = usize::from(resolved.policy.next_upstream_tries).min(MAX_TRIES);
+            let left = match resolved.target {
+                Target::Pool(p) => p.endpoints().len() > ctx.tries,
+                Target::NotFound => false,
+            };
+            if ctx.tries < tries && left {
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        let Some(metrics) = &self.metrics else { return };
+        let Some(snapshot) = &ctx.snapshot else {
+            return;
+        };
+        let status = match (session.response_written(), ctx.local_status, e) {
+            (Some(r), _, _) => r.status.as_u16(),
+            (None, Some(s), _) => s,
+            (None, None, Some(e)) => match e.etype() {
+                ErrorType::HTTPStatus(s) => *s,
+                _ => 502,
+            },
+            (None, None, None) => 0,
+        };
+        let resolved = snapshot.resolve(ctx.route);
+        let status_text = http::StatusCode::from_u16(status)
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_else(|_| status.to_string());
+        let req = session.req_header();
+        let labels = [
+            status_text.as_str(),
+            req.method.as_str(),
+            &resolved.meta.path,
+            &resolved.meta.namespace,
+            &resolved.meta.ingress,
+            &resolved.meta.service,
+            resolved.host,
+            if resolved.meta.canary {
+                &resolved.meta.service
+            } else {
+                ""
+            },
+        ];
+        metrics.requests.with_label_values(&labels).inc();
+        metrics
+            .request_duration
+            .with_label_values(&labels)
+            .observe(ctx.start.elapsed().as_secs_f64());
+        if let Some(start) = ctx.upstream_start {
+            metrics
+                .response_duration
+                .with_label_values(&labels)
+                .observe(start.elapsed().as_secs_f64());
+        }
+        if let Some(h) = ctx.header_time {
+            metrics
+                .header_duration
+                .with_label_values(&labels)
+                .observe(h.as_secs_f64());
+        }
+        let header_len: usize = req
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>()
+            + req.uri.path_and_query().map_or(1, |p| p.as_str().len())
+            + req.method.as_str().len()
+            + 12;
+        metrics
+            .request_size
+            .with_label_values(&labels)
+            .observe((header_len + session.body_bytes_read()) as f64);
+        metrics
+            .response_size
+            .with_label_values(&labels)
+            .observe(session.body_bytes_sent() as f64);
+    }
+}

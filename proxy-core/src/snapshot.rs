@@ -1,0 +1,334 @@
+//! One immutable [`Snapshot`] of the whole routing configuration, built by [`SnapshotBuilder`] and
+//! published through a [`SnapshotHandle`] (one `ArcSwap`): requests load it once and keep it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::model::{DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, RoutePolicy, Target};
+use crate::routing::{prefix_key, valid_rule_host, RouteId, RouteTable, VirtualHost};
+use crate::upstream::Pool;
+
+/// A rule that cannot be part of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// The host is not a lowercase DNS name with at most one leading `*.` label.
+    #[error(
+        "invalid host {0:?}: must be a DNS name, optionally with a single leading \"*.\" label"
+    )]
+    InvalidHost(String),
+    /// The path does not start with `/` or contains characters not allowed in a path.
+    #[error("invalid {kind} path {path:?}: must start with \"/\" and contain no spaces or control characters")]
+    InvalidPath {
+        /// The path type.
+        kind: PathKind,
+        /// The path as given.
+        path: String,
+    },
+}
+
+/// What happened to a rule given to [`SnapshotBuilder::add_route`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddOutcome {
+    /// The rule is in the table.
+    Added,
+    /// The rule replaced an existing one for the same host, kind and path (which had a higher order).
+    Replaced(RouteMeta),
+    /// An existing rule for the same host, kind and path has a lower order and stays.
+    Shadowed(RouteMeta),
+}
+
+/// Check a rule's host (`None` = any host) and path before adding it.
+pub fn validate_rule(host: Option<&str>, kind: PathKind, path: &str) -> Result<(), BuildError> {
+    if let Some(h) = host {
+        if !valid_rule_host(h) {
+            return Err(BuildError::InvalidHost(h.to_string()));
+        }
+    }
+    if !path.starts_with('/')
+        || path
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(BuildError::InvalidPath {
+            kind,
+            path: path.to_string(),
+        });
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct HostEntry {
+    routes: HashMap<(PathKind, String), Route>,
+    fallback: Option<(RouteOrder, DefaultRoute)>,
+}
+
+/// Collects routes and produces an indexed, immutable [`Snapshot`].
+#[derive(Default)]
+pub struct SnapshotBuilder {
+    hosts: BTreeMap<String, HostEntry>,
+    default: Option<DefaultRoute>,
+}
+
+impl SnapshotBuilder {
+    /// An empty builder: every request would get the built-in 404.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a rule for `host` (`None` = any host). Same host, kind and path: the lower
+    /// [`RouteOrder`] wins.
+    pub fn add_route(
+        &mut self,
+        host: Option<&str>,
+        route: Route,
+    ) -> Result<AddOutcome, BuildError> {
+        let host = host.map(str::to_ascii_lowercase);
+        validate_rule(host.as_deref(), route.kind, &route.path)?;
+        let entry = self.hosts.entry(host.unwrap_or_default()).or_default();
+        let key = match route.kind {
+            PathKind::Prefix => prefix_key(&route.path).to_string(),
+            _ => route.path.clone(),
+        };
+        match entry.routes.get_mut(&(route.kind, key.clone())) {
+            Some(existing) if existing.order <= route.order => {
+                Ok(AddOutcome::Shadowed(existing.meta.clone()))
+            }
+            Some(existing) => {
+                let old = std::mem::replace(existing, route);
+                Ok(AddOutcome::Replaced(old.meta))
+            }
+            None => {
+                entry.routes.insert((route.kind, key), route);
+                Ok(AddOutcome::Added)
+            }
+        }
+    }
+
+    /// Where requests for `host` go when none of its paths match (an Ingress's
+    /// `spec.defaultBackend`). Lower order wins.
+    pub fn host_default(
+        &mut self,
+        host: Option<&str>,
+        route: DefaultRoute,
+        order: RouteOrder,
+    ) -> Result<(), BuildError> {
+        let host = host.map(str::to_ascii_lowercase);
+        validate_rule(host.as_deref(), PathKind::Prefix, "/")?;
+        let entry = self.hosts.entry(host.unwrap_or_default()).or_default();
+        match &entry.fallback {
+            Some((existing, _)) if *existing <= order => {}
+            _ => entry.fallback = Some((order, route)),
+        }
+        Ok(())
+    }
+
+    /// Make sure `host` has a virtual host even without rules (its requests then get its
+    /// fallback or the default route instead of falling to the any-host rules).
+    pub fn declare_host(&mut self, host: &str) -> Result<(), BuildError> {
+        let host = host.to_ascii_lowercase();
+        validate_rule(Some(&host), PathKind::Prefix, "/")?;
+        self.hosts.entry(host).or_default();
+        Ok(())
+    }
+
+    /// Where requests go that match no host or path (default: the built-in 404 page).
+    pub fn default_route(&mut self, route: DefaultRoute) {
+        self.default = Some(route);
+    }
+
+    /// Index everything into a snapshot.
+    pub fn build(self) -> Snapshot {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let vhosts: Vec<VirtualHost> = self
+            .hosts
+            .into_iter()
+            .map(|(name, entry)| {
+                let mut routes: Vec<Route> = entry.routes.into_values().collect();
+                routes.sort_by(|a, b| {
+                    b.path
+                        .len()
+                        .cmp(&a.path.len())
+                        .then(a.kind.rank().cmp(&b.kind.rank()))
+                        .then(a.path.cmp(&b.path))
+                });
+                let name = if name.is_empty() {
+                    "_".to_string()
+                } else {
+                    name
+                };
+                name.hash(&mut hasher);
+                for r in &routes {
+                    (r.kind, &r.path, &r.meta, &r.policy).hash(&mut hasher);
+                    hash_target(&r.target, &mut hasher);
+                }
+                let fallback = entry.fallback.map(|(_, r)| r);
+                if let Some(f) = &fallback {
+                    hash_default(f, &mut hasher);
+                }
+                VirtualHost::new(name, routes, fallback)
+            })
+            .collect();
+        let default = self.default.unwrap_or_default();
+        hash_default(&default, &mut hasher);
+        Snapshot {
+            table: RouteTable::new(vhosts, default),
+            hash: hasher.finish(),
+        }
+    }
+}
+
+fn hash_target(t: &Target, h: &mut impl Hasher) {
+    match t {
+        Target::Pool(p) => (p.key(), p.endpoints()).hash(h),
+        Target::NotFound => 0u8.hash(h),
+    }
+}
+
+fn hash_default(d: &DefaultRoute, h: &mut impl Hasher) {
+    (&d.meta, &d.policy).hash(h);
+    hash_target(&d.target, h);
+}
+
+/// Everything a request needs to know about where it goes, resolved from a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct Resolved<'a> {
+    /// The virtual host's name (`_` for the any-host server and the default route).
+    pub host: &'a str,
+    /// Where to send the request.
+    pub target: &'a Target,
+    /// Labels and provenance.
+    pub meta: &'a RouteMeta,
+    /// Traffic policy.
+    pub policy: &'a Arc<RoutePolicy>,
+}
+
+/// An immutable routing configuration.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    table: RouteTable,
+    hash: u64,
+}
+
+impl Snapshot {
+    /// The route table.
+    pub fn table(&self) -> &RouteTable {
+        &self.table
+    }
+
+    /// A fingerprint of the routes and endpoints (exported as `nginx_ingress_controller_config_hash`).
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// Resolve a normalized host and path to a route id (cheap to keep in a request context).
+    pub fn find(&self, host: &str, path: &str) -> RouteId {
+        self.table.find(host, path)
+    }
+
+    /// The route behind an id produced by [`Snapshot::find`] on this snapshot.
+    pub fn resolve(&self, id: RouteId) -> Resolved<'_> {
+        match id {
+            RouteId::Rule { vhost, route } => {
+                let vh = &self.table.vhosts[vhost as usize];
+                let r = &vh.routes[route as usize];
+                Resolved {
+                    host: &vh.name,
+                    target: &r.target,
+                    meta: &r.meta,
+                    policy: &r.policy,
+                }
+            }
+            RouteId::HostDefault { vhost } => {
+                let vh = &self.table.vhosts[vhost as usize];
+                let d = vh.fallback.as_ref().unwrap_or(&self.table.default);
+                Resolved {
+                    host: &vh.name,
+                    target: &d.target,
+                    meta: &d.meta,
+                    policy: &d.policy,
+                }
+            }
+            RouteId::Default => {
+                let d = &self.table.default;
+                Resolved {
+                    host: "_",
+                    target: &d.target,
+                    meta: &d.meta,
+                    policy: &d.policy,
+                }
+            }
+        }
+    }
+
+    /// Every pool referenced by this snapshot.
+    pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        let rules = self.table.vhosts.iter().flat_map(|vh| {
+            vh.routes
+                .iter()
+                .map(|r| &r.target)
+                .chain(vh.fallback.as_ref().map(|f| &f.target))
+        });
+        rules
+            .chain(std::iter::once(&self.table.default.target))
+            .filter_map(|t| match t {
+                Target::Pool(p) => Some(p),
+                Target::NotFound => None,
+            })
+    }
+
+    /// Number of host/path rules.
+    pub fn route_count(&self) -> usize {
+        self.table.vhosts.iter().map(|vh| vh.routes.len()).sum()
+    }
+}
+
+/// Shared handle to the current snapshot. Cloning is cheap; all clones see the same snapshot.
+#[derive(Clone)]
+pub struct SnapshotHandle {
+    inner: Arc<HandleInner>,
+}
+
+struct HandleInner {
+    current: ArcSwap<Snapshot>,
+    ready: AtomicBool,
+}
+
+impl Default for SnapshotHandle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SnapshotHandle {
+    /// A handle holding an empty snapshot; [`SnapshotHandle::is_ready`] is false until the first
+    /// [`SnapshotHandle::store`].
+    pub fn new() -> Self {
+        SnapshotHandle {
+            inner: Arc::new(HandleInner {
+                current: ArcSwap::from_pointee(Snapshot::default()),
+                ready: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The current snapshot. Load it once per request and keep the `Arc`.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.inner.current.load_full()
+    }
+
+    /// Publish a new snapshot; requests already running keep the one they loaded.
+    pub fn store(&self, snapshot: Snapshot) {
+        self.inner.current.store(Arc::new(snapshot));
+        self.inner.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether a snapshot has been stored since the handle was created.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+}
