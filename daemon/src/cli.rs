@@ -9,7 +9,7 @@ use k8s_sync::{ServiceRef, SyncOptions};
 
 /// Weir: a Kubernetes ingress controller on a Pingora data plane, a drop-in for ingress-nginx.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "weir", version, about, long_about = None)]
+#[command(name = "weir", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
     /// Read Kubernetes manifests (Ingress, Service, EndpointSlice, IngressClass, ...) from this
     /// folder instead of the API server, and apply changes to it without a restart.

@@ -1,8 +1,11 @@
 //! The echo server: replies `200` with JSON `{server, method, path, host, headers, body_len}`.
+//! A `delay_ms=N` query parameter delays the reply by N milliseconds (for in-flight tests).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -33,10 +36,20 @@ async fn reply(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
             .or_insert(v);
     }
     let host = headers.get("host").cloned().unwrap_or_default();
+    let delay_ms = req
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("delay_ms="))
+        .and_then(|v| v.parse::<u64>().ok());
     let body_len = match req.into_body().collect().await {
         Ok(b) => b.to_bytes().len(),
         Err(_) => 0,
     };
+    if let Some(ms) = delay_ms {
+        tokio::time::sleep(std::time::Duration::from_millis(ms.min(30_000))).await;
+    }
     let body = serde_json::json!({
         "server": name,
         "method": method,
@@ -53,9 +66,15 @@ async fn reply(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
     resp
 }
 
-/// Serve on `listener` until `stop` resolves. Each reply names the server `name`.
-pub async fn serve(listener: TcpListener, name: String, mut stop: oneshot::Receiver<()>) {
-    let name: std::sync::Arc<str> = name.into();
+/// Serve on `listener` until `stop` resolves. Each reply names the server `name`; `received`
+/// counts requests as they arrive.
+pub async fn serve(
+    listener: TcpListener,
+    name: String,
+    received: Arc<AtomicUsize>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let name: Arc<str> = name.into();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -63,9 +82,11 @@ pub async fn serve(listener: TcpListener, name: String, mut stop: oneshot::Recei
         };
         let Ok((stream, _)) = accepted else { continue };
         let name = name.clone();
+        let received = received.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let name = name.clone();
+                received.fetch_add(1, Ordering::SeqCst);
                 async move { Ok::<_, Infallible>(reply(&name, req).await) }
             });
             let _ = http1::Builder::new()
@@ -79,6 +100,7 @@ pub async fn serve(listener: TcpListener, name: String, mut stop: oneshot::Recei
 /// An echo server on its own thread; stops when dropped.
 pub struct EchoServer {
     addr: SocketAddr,
+    received: Arc<AtomicUsize>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -96,6 +118,8 @@ impl EchoServer {
         let addr = std_listener.local_addr()?;
         let (tx, rx) = oneshot::channel();
         let name = name.to_string();
+        let received = Arc::new(AtomicUsize::new(0));
+        let counter = received.clone();
         let thread = std::thread::Builder::new()
             .name(format!("echo-{name}"))
             .spawn(move || {
@@ -105,11 +129,12 @@ impl EchoServer {
                     .expect("tokio runtime");
                 rt.block_on(async move {
                     let listener = TcpListener::from_std(std_listener).expect("listener");
-                    serve(listener, name, rx).await;
+                    serve(listener, name, counter, rx).await;
                 });
             })?;
         Ok(EchoServer {
             addr,
+            received,
             stop: Some(tx),
             thread: Some(thread),
         })
@@ -118,6 +143,11 @@ impl EchoServer {
     /// The listening address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Requests received so far (counted when they arrive, before any delay).
+    pub fn received(&self) -> usize {
+        self.received.load(Ordering::SeqCst)
     }
 }
 

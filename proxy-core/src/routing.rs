@@ -26,7 +26,8 @@ pub enum RouteId {
         /// Route index within the virtual host.
         route: u32,
     },
-    /// The default of a virtual host whose paths did not match.
+    /// A virtual host matched but none of its paths did: its own default if it has one,
+    /// else the table-wide default.
     HostDefault {
         /// Virtual host index.
         vhost: u32,
@@ -229,8 +230,7 @@ impl RouteTable {
                 let vh = &self.vhosts[v as usize];
                 match vh.find(path) {
                     Some(r) => RouteId::Rule { vhost: v, route: r },
-                    None if vh.fallback.is_some() => RouteId::HostDefault { vhost: v },
-                    None => RouteId::Default,
+                    None => RouteId::HostDefault { vhost: v },
                 }
             }
             None => RouteId::Default,

@@ -1,0 +1,589 @@
+//! End-to-end tests: the real `weir` binary on a manifests folder, real upstream servers on
+//! loopback, real HTTP over TCP.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::*;
+use weir_loadtest::echo::EchoServer;
+
+#[test]
+fn routes_by_host_and_path_and_sets_forwarding_headers() {
+    let a = EchoServer::start("a").unwrap();
+    let b = EchoServer::start("b").unwrap();
+    let c = EchoServer::start("c").unwrap();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write(
+        "svc.yaml",
+        &[
+            service("web", "a", &[a.addr()]),
+            service("web", "b", &[b.addr()]),
+            service("web", "c", &[c.addr()]),
+        ]
+        .join("---\n"),
+    );
+    m.write(
+        "ing.yaml",
+        &ingress(
+            "web",
+            "site",
+            &[
+                ("foo.example.com", "Prefix", "/", "a"),
+                ("foo.example.com", "Prefix", "/api", "b"),
+                ("foo.example.com", "Exact", "/api/exact", "c"),
+                ("*.example.com", "Prefix", "/", "c"),
+                ("", "ImplementationSpecific", "/any", "b"),
+            ],
+        ),
+    );
+    let w = Weir::start(m.path(), &[]);
+
+    assert_eq!(w.get("foo.example.com", "/").server(), "a");
+    assert_eq!(
+        w.get("foo.example.com", "/apix").server(),
+        "a",
+        "Prefix is element-wise"
+    );
+    assert_eq!(w.get("foo.example.com", "/api").server(), "b");
+    assert_eq!(w.get("foo.example.com", "/api/").server(), "b");
+    assert_eq!(w.get("foo.example.com", "/api/v1/x").server(), "b");
+    assert_eq!(w.get("foo.example.com", "/api/exact").server(), "c");
+    assert_eq!(
+        w.get("foo.example.com", "/api/exact/").server(),
+        "b",
+        "Exact does not match a trailing slash"
+    );
+    assert_eq!(
+        w.get("FOO.Example.com:8080", "/").server(),
+        "a",
+        "host is case-insensitive, port ignored"
+    );
+    assert_eq!(
+        w.get("bar.example.com", "/x").server(),
+        "c",
+        "wildcard host"
+    );
+    assert_eq!(
+        w.get("a.bar.example.com", "/anything").server(),
+        "b",
+        "wildcard covers one label only"
+    );
+    assert_eq!(
+        w.get("other.test", "/anything/else").server(),
+        "b",
+        "host-less rule, string prefix"
+    );
+    assert_eq!(w.get("other.test", "/x").status, 404);
+    assert_eq!(
+        w.get("foo.example.com", "/a/../api/v1").server(),
+        "b",
+        "path normalized before matching"
+    );
+    assert_eq!(w.get("foo.example.com", "/../etc").status, 400);
+
+    // What the upstream receives: original path and query, Host, ingress-nginx's headers.
+    let r = w.get_with(
+        "foo.example.com",
+        "/api/v1/items?q=1&x=%2F",
+        &[
+            ("X-Request-ID", "req-123"),
+            ("X-Forwarded-For", "203.0.113.9"),
+        ],
+    );
+    let e = r.echo();
+    assert_eq!(e["server"], "b");
+    assert_eq!(e["path"], "/api/v1/items?q=1&x=%2F");
+    assert_eq!(e["host"], "foo.example.com");
+    let h = &e["headers"];
+    assert_eq!(h["x-request-id"], "req-123");
+    assert_eq!(h["x-real-ip"], "127.0.0.1");
+    assert_eq!(
+        h["x-forwarded-for"], "127.0.0.1",
+        "client-sent X-Forwarded-For is not trusted by default"
+    );
+    assert_eq!(h["x-original-forwarded-for"], "203.0.113.9");
+    assert_eq!(h["x-forwarded-host"], "foo.example.com");
+    assert_eq!(h["x-forwarded-port"], w.http.port().to_string());
+    assert_eq!(h["x-forwarded-proto"], "http");
+    let generated = w.get("foo.example.com", "/").echo()["headers"]["x-request-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(generated.len(), 32);
+    assert!(generated.bytes().all(|b| b.is_ascii_hexdigit()));
+}
+
+#[test]
+fn default_backend_answers_404_and_empty_services_503() {
+    let a = EchoServer::start("a").unwrap();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write(
+        "svc.yaml",
+        &[service("ns", "a", &[a.addr()]), service("ns", "empty", &[])].join("---\n"),
+    );
+    m.write(
+        "ing.yaml",
+        &ingress(
+            "ns",
+            "i",
+            &[
+                ("a.test", "Prefix", "/app", "a"),
+                ("empty.test", "Prefix", "/", "empty"),
+                ("missing.test", "Prefix", "/", "does-not-exist"),
+            ],
+        ),
+    );
+    let w = Weir::start(m.path(), &[]);
+    let r = w.get("unknown.test", "/");
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("404 Not Found"), "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("text/html"));
+    assert_eq!(
+        w.get("a.test", "/other").status,
+        404,
+        "a known host does not fall through"
+    );
+    assert_eq!(w.get("a.test", "/app").server(), "a");
+    let r = w.get("empty.test", "/");
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("503"), "{}", r.body);
+    assert_eq!(w.get("missing.test", "/").status, 503);
+}
+
+#[test]
+fn catch_all_and_per_ingress_default_backends() {
+    let a = EchoServer::start("a").unwrap();
+    let d = EchoServer::start("default").unwrap();
+    let h = EchoServer::start("host-default").unwrap();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write(
+        "svc.yaml",
+        &[
+            service("ns", "a", &[a.addr()]),
+            service("ns", "d", &[d.addr()]),
+            service("ns", "h", &[h.addr()]),
+        ]
+        .join("---\n"),
+    );
+    m.write(
+        "catchall.yaml",
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: catchall, namespace: ns}
+spec:
+  ingressClassName: nginx
+  defaultBackend: {service: {name: d, port: {number: 80}}}
+",
+    );
+    m.write(
+        "site.yaml",
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: site, namespace: ns}
+spec:
+  ingressClassName: nginx
+  defaultBackend: {service: {name: h, port: {name: http}}}
+  rules:
+  - host: site.test
+    http:
+      paths:
+      - {path: /app, pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}
+",
+    );
+    let w = Weir::start(m.path(), &[]);
+    assert_eq!(w.get("site.test", "/app/1").server(), "a");
+    assert_eq!(w.get("site.test", "/other").server(), "host-default");
+    assert_eq!(w.get("nothing.test", "/").server(), "default");
+}
+
+#[test]
+fn default_backend_service_flag() {
+    let d = EchoServer::start("flag-default").unwrap();
+    let m = Manifests::new();
+    m.write("svc.yaml", &service("kube-system", "fallback", &[d.addr()]));
+    let w = Weir::start(
+        m.path(),
+        &["--default-backend-service", "kube-system/fallback"],
+    );
+    assert_eq!(w.get("any.test", "/x").server(), "flag-default");
+}
+
+#[test]
+fn round_robin_and_retry_past_dead_endpoints() {
+    let a = EchoServer::start("a").unwrap();
+    let b = EchoServer::start("b").unwrap();
+    let dead = closed_addr();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("ns", "rr", &[a.addr(), b.addr()]));
+    m.write("svc2.yaml", &service("ns", "flaky", &[a.addr(), dead]));
+    m.write(
+        "ing.yaml",
+        &ingress(
+            "ns",
+            "i",
+            &[
+                ("rr.test", "Prefix", "/", "rr"),
+                ("flaky.test", "Prefix", "/", "flaky"),
+            ],
+        ),
+    );
+    let w = Weir::start(m.path(), &[]);
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..10 {
+        *seen.entry(w.get("rr.test", "/").server()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 2, "both endpoints used: {seen:?}");
+    assert!(seen.values().all(|&n| n >= 3), "balanced: {seen:?}");
+    for _ in 0..10 {
+        assert_eq!(
+            w.get("flaky.test", "/").server(),
+            "a",
+            "connect failures are retried on another endpoint"
+        );
+    }
+}
+
+#[test]
+fn ingress_class_filtering() {
+    let a = EchoServer::start("a").unwrap();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("ns", "a", &[a.addr()]));
+    let other_class = ingress("ns", "other", &[("other.test", "Prefix", "/", "a")])
+        .replace("ingressClassName: nginx", "ingressClassName: traefik");
+    let annotated = ingress("ns", "legacy", &[("legacy.test", "Prefix", "/", "a")]).replace(
+        "metadata: {name: legacy, namespace: ns}\nspec:\n  ingressClassName: nginx\n",
+        "metadata:\n  name: legacy\n  namespace: ns\n  annotations: {kubernetes.io/ingress.class: nginx}\nspec:\n",
+    );
+    let unclassed = ingress("ns", "none", &[("none.test", "Prefix", "/", "a")])
+        .replace("  ingressClassName: nginx\n", "");
+    m.write(
+        "ing.yaml",
+        &[other_class, annotated, unclassed].join("---\n"),
+    );
+    let w = Weir::start(m.path(), &[]);
+    assert_eq!(
+        w.get("other.test", "/").status,
+        404,
+        "other controller's class"
+    );
+    assert_eq!(w.get("legacy.test", "/").server(), "a", "legacy annotation");
+    assert_eq!(
+        w.get("none.test", "/").status,
+        404,
+        "no class, no --watch-ingress-without-class"
+    );
+    drop(w);
+    let w = Weir::start(m.path(), &["--watch-ingress-without-class=true"]);
+    assert_eq!(w.get("none.test", "/").server(), "a");
+    assert_eq!(w.get("other.test", "/").status, 404);
+}
+
+#[test]
+fn hot_reload_keeps_in_flight_requests_and_applies_within_two_seconds() {
+    let a = EchoServer::start("a").unwrap();
+    let b = EchoServer::start("b").unwrap();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("ns", "s", &[a.addr()]));
+    m.write(
+        "ing.yaml",
+        &ingress("ns", "i", &[("reload.test", "Prefix", "/", "s")]),
+    );
+    let w = Arc::new(Weir::start(m.path(), &[]));
+    assert_eq!(w.get("reload.test", "/").server(), "a");
+    let before = a.received();
+
+    // A slow request, in flight across the change.
+    let slow = {
+        let w = w.clone();
+        std::thread::spawn(move || w.get("reload.test", "/slow?delay_ms=1500"))
+    };
+    poll(Duration::from_secs(5), "slow request to reach a", || {
+        (a.received() > before).then_some(())
+    });
+
+    // Steady traffic during the change: every request must succeed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let load = {
+        let (w, stop, failures, sent) = (w.clone(), stop.clone(), failures.clone(), sent.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match get(w.http, "reload.test", "/load", &[]) {
+                    Ok(r) if r.status == 200 => {}
+                    _ => {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+
+    let changed_at = Instant::now();
+    m.write("svc.yaml", &service("ns", "s", &[b.addr()]));
+    poll(
+        Duration::from_secs(2),
+        "traffic to move to b within 2 s",
+        || (w.get("reload.test", "/").server() == "b").then_some(()),
+    );
+    let took = changed_at.elapsed();
+
+    let r = slow.join().unwrap();
+    assert_eq!(
+        r.server(),
+        "a",
+        "the in-flight request completes on the old endpoint"
+    );
+    stop.store(true, Ordering::SeqCst);
+    load.join().unwrap();
+    assert!(sent.load(Ordering::SeqCst) > 0);
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "requests failed during the change"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+
+    // A route added by a new file, then removed with it.
+    m.write(
+        "more.yaml",
+        &ingress("ns", "more", &[("new.test", "Prefix", "/", "s")]),
+    );
+    poll(Duration::from_secs(2), "new host to be served", || {
+        (w.get("new.test", "/").status == 200).then_some(())
+    });
+    m.remove("more.yaml");
+    poll(Duration::from_secs(2), "removed host to 404", || {
+        (w.get("new.test", "/").status == 404).then_some(())
+    });
+}
+
+#[test]
+fn broken_manifests_keep_the_last_good_configuration() {
+    let a = EchoServer::start("a").unwrap();
+    let b = EchoServer::start("b").unwrap();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write(
+        "svc.yaml",
+        &[
+            service("ns", "a", &[a.addr()]),
+            service("ns", "b", &[b.addr()]),
+        ]
+        .join("---\n"),
+    );
+    m.write(
+        "ing.yaml",
+        &ingress("ns", "i", &[("keep.test", "Prefix", "/", "a")]),
+    );
+    let w = Weir::start(m.path(), &[]);
+    assert_eq!(w.get("keep.test", "/").server(), "a");
+    let ok = ("controller_class", "k8s.io/ingress-nginx");
+    assert_eq!(
+        w.metrics().value(
+            "nginx_ingress_controller_config_last_reload_successful",
+            &[ok]
+        ),
+        Some(1.0)
+    );
+
+    // A YAML syntax error: the file's last good objects stay, the error names file and document.
+    m.write(
+        "ing.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: i\n",
+    );
+    w.wait_log("ing.yaml: document 1");
+    assert_eq!(w.get("keep.test", "/").server(), "a");
+    poll(Duration::from_secs(5), "reload failure metric", || {
+        (w.metrics().value(
+            "nginx_ingress_controller_config_last_reload_successful",
+            &[],
+        ) == Some(0.0))
+        .then_some(())
+    });
+
+    // A type error in one field: reported with the field path.
+    m.write(
+        "ing.yaml",
+        &ingress("ns", "i", &[("keep.test", "Prefix", "/", "b")])
+            .replace("number: 80", "number: eighty"),
+    );
+    w.wait_log("spec.rules[0].http.paths[0].backend.service.port.number");
+    assert_eq!(w.get("keep.test", "/").server(), "a");
+
+    // A well-formed Ingress that fails validation keeps its previous version.
+    m.write(
+        "ing.yaml",
+        &ingress("ns", "i", &[("keep.test", "Sideways", "/", "b")]),
+    );
+    w.wait_log("unknown pathType \"Sideways\"");
+    assert_eq!(w.get("keep.test", "/").server(), "a");
+    assert!(
+        w.metrics()
+            .value(
+                "weir_objects_rejected_total",
+                &[("kind", "Ingress"), ("reason", "path_type")]
+            )
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    // A rejected Ingress does not affect others.
+    m.write(
+        "other.yaml",
+        &ingress("ns", "j", &[("other.test", "Prefix", "/", "b")]),
+    );
+    poll(Duration::from_secs(3), "other Ingress served", || {
+        (w.get("other.test", "/").status == 200).then_some(())
+    });
+    assert_eq!(w.get("other.test", "/").server(), "b");
+
+    // Fixed: applies, and the reload metric recovers.
+    m.write(
+        "ing.yaml",
+        &ingress("ns", "i", &[("keep.test", "Prefix", "/", "b")]),
+    );
+    poll(Duration::from_secs(3), "fixed Ingress applied", || {
+        (w.get("keep.test", "/").server() == "b").then_some(())
+    });
+    assert_eq!(
+        w.metrics().value(
+            "nginx_ingress_controller_config_last_reload_successful",
+            &[]
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn request_metrics_have_ingress_nginx_names_and_labels() {
+    let a = EchoServer::start("a").unwrap();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("shop", "cart", &[a.addr()]));
+    m.write(
+        "ing.yaml",
+        &ingress("shop", "store", &[("shop.test", "Prefix", "/cart", "cart")]),
+    );
+    let w = Weir::start(m.path(), &[]);
+    for _ in 0..3 {
+        assert_eq!(w.get("shop.test", "/cart/items").status, 200);
+    }
+    assert_eq!(w.get("shop.test", "/nothing").status, 404);
+    let labels = [
+        ("status", "200"),
+        ("method", "GET"),
+        ("path", "/cart"),
+        ("namespace", "shop"),
+        ("ingress", "store"),
+        ("service", "cart"),
+        ("host", "shop.test"),
+        ("canary", ""),
+        ("controller_class", "k8s.io/ingress-nginx"),
+    ];
+    // Metrics are recorded after the response is sent: poll.
+    poll(Duration::from_secs(5), "request counter", || {
+        (w.metrics()
+            .value("nginx_ingress_controller_requests", &labels)
+            == Some(3.0))
+        .then_some(())
+    });
+    let mtx = w.metrics();
+    assert_eq!(
+        mtx.value(
+            "nginx_ingress_controller_request_duration_seconds_count",
+            &labels
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        mtx.value(
+            "nginx_ingress_controller_response_duration_seconds_count",
+            &labels
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        mtx.value("nginx_ingress_controller_response_size_count", &labels),
+        Some(3.0)
+    );
+    assert!(
+        mtx.value("nginx_ingress_controller_response_size_sum", &labels)
+            .unwrap()
+            > 0.0
+    );
+    poll(Duration::from_secs(5), "404 counted", || {
+        w.metrics()
+            .value(
+                "nginx_ingress_controller_requests",
+                &[("status", "404"), ("host", "shop.test"), ("ingress", "")],
+            )
+            .filter(|v| *v == 1.0)
+    });
+    assert!(
+        mtx.value("nginx_ingress_controller_config_hash", &[])
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(mtx.value("weir_ingresses_served", &[]), Some(1.0));
+    assert_eq!(mtx.value("weir_snapshot_routes", &[]), Some(1.0));
+    assert!(
+        mtx.value("weir_snapshot_build_duration_seconds_count", &[])
+            .unwrap()
+            >= 1.0
+    );
+}
+
+#[test]
+fn healthz_and_unknown_admin_paths() {
+    let m = Manifests::new();
+    let w = Weir::start(m.path(), &[]);
+    let r = get(w.admin, "x", "/healthz", &[]).unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+    assert_eq!(get(w.admin, "x", "/nope", &[]).unwrap().status, 404);
+    assert_eq!(
+        w.get("x", "/").status,
+        404,
+        "empty folder: everything gets the default backend"
+    );
+}
+
+#[test]
+fn bad_flags_and_unreadable_folder_exit_non_zero_with_a_reason() {
+    let w = Weir::spawn(std::path::Path::new("/nonexistent/weir-conf"), &[]);
+    let (status, log) = w.wait_exit();
+    assert!(!status.success());
+    assert!(
+        log.contains("cannot read manifests folder /nonexistent/weir-conf"),
+        "{log}"
+    );
+
+    let m = Manifests::new();
+    let w = Weir::spawn(m.path(), &["--default-backend-service", "no-slash"]);
+    let (status, log) = w.wait_exit();
+    assert!(!status.success());
+    assert!(log.contains("expected namespace/name"), "{log}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["--http-port", "not-a-port"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--http-port"));
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let w = Weir::spawn(m.path(), &["--http-port", &port]);
+    let (status, log) = w.wait_exit();
+    assert!(!status.success());
+    assert!(log.contains("cannot listen on 127.0.0.1:"), "{log}");
+}

@@ -1,0 +1,384 @@
+//! Shared helpers for end-to-end tests: run the real `weir` binary on a manifests folder, talk
+//! HTTP to it over real sockets, poll with deadlines, read its metrics.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A loopback address nothing listens on.
+pub fn closed_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Poll `f` until it returns `Some`, or panic after `deadline` with `what`.
+pub fn poll<T>(deadline: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A manifests folder in a temporary directory.
+pub struct Manifests {
+    dir: tempfile::TempDir,
+}
+
+impl Manifests {
+    /// An empty folder.
+    pub fn new() -> Self {
+        Manifests {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The folder's path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Write (or replace atomically) a file.
+    pub fn write(&self, name: &str, text: &str) {
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join(name)).unwrap();
+    }
+
+    /// Remove a file.
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.dir.path().join(name)).unwrap();
+    }
+}
+
+/// The default IngressClass (controller k8s.io/ingress-nginx, named nginx).
+pub const INGRESS_CLASS: &str = "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: nginx
+spec:
+  controller: k8s.io/ingress-nginx
+";
+
+/// A Service `name` (port 80 named http) with one EndpointSlice holding `endpoints`.
+pub fn service(ns: &str, name: &str, endpoints: &[SocketAddr]) -> String {
+    let mut by_port: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
+    for e in endpoints {
+        by_port
+            .entry(e.port())
+            .or_default()
+            .push(e.ip().to_string());
+    }
+    let mut out = format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  ports:
+  - {{name: http, port: 80, targetPort: 8080}}
+"
+    );
+    for (i, (port, ips)) in by_port.iter().enumerate() {
+        out.push_str(&format!(
+            "---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-{i}
+  namespace: {ns}
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports:
+- {{name: http, port: {port}}}
+endpoints:
+- addresses: [{}]
+",
+            ips.iter()
+                .map(|ip| format!("\"{ip}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out
+}
+
+/// An Ingress of class nginx with rules `(host, pathType, path, service)`.
+pub fn ingress(ns: &str, name: &str, rules: &[(&str, &str, &str, &str)]) -> String {
+    let mut out = format!(
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  ingressClassName: nginx
+  rules:
+"
+    );
+    for (host, kind, path, svc) in rules {
+        if !host.is_empty() {
+            out.push_str(&format!("  - host: \"{host}\"\n    http:\n"));
+        } else {
+            out.push_str("  - http:\n");
+        }
+        out.push_str(&format!(
+            "      paths:
+      - path: {path}
+        pathType: {kind}
+        backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}
+"
+        ));
+    }
+    out
+}
+
+/// A running `weir` process.
+pub struct Weir {
+    child: Child,
+    /// The HTTP listener.
+    pub http: SocketAddr,
+    /// The /healthz and /metrics listener.
+    pub admin: SocketAddr,
+    log: PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+impl Weir {
+    /// Start `weir --manifests dir` with `extra` flags and wait until /healthz says ready.
+    pub fn start(dir: &Path, extra: &[&str]) -> Weir {
+        let mut w = Self::spawn(dir, extra);
+        let admin = w.admin;
+        poll(
+            Duration::from_secs(30),
+            "weir /healthz to answer 200",
+            || {
+                if let Ok(Some(status)) = w.child.try_wait() {
+                    panic!("weir exited early ({status}):\n{}", w.log());
+                }
+                get(admin, "localhost", "/healthz", &[])
+                    .ok()
+                    .filter(|r| r.status == 200)
+            },
+        );
+        w
+    }
+
+    /// Start without waiting.
+    pub fn spawn(dir: &Path, extra: &[&str]) -> Weir {
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let logdir = tempfile::tempdir().unwrap();
+        let log = logdir.path().join("weir.log");
+        let logfile = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("--manifests")
+            .arg(dir)
+            .args(["--bind-address", "127.0.0.1", "--healthz-host", "127.0.0.1"])
+            .args(["--http-port", &http.port().to_string()])
+            .args(["--healthz-port", &admin.port().to_string()])
+            .args(["--https-port", &free_port().to_string()])
+            .args(["--worker-threads", "2", "--worker-shutdown-timeout", "1"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(logfile.try_clone().unwrap())
+            .stderr(logfile)
+            .spawn()
+            .expect("weir binary starts");
+        Weir {
+            child,
+            http,
+            admin,
+            log,
+            _logdir: logdir,
+        }
+    }
+
+    /// Everything weir logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET `path` with Host `host` through the proxy.
+    pub fn get(&self, host: &str, path: &str) -> Response {
+        get(self.http, host, path, &[])
+            .unwrap_or_else(|e| panic!("GET {host}{path}: {e}\n{}", self.log()))
+    }
+
+    /// GET with extra headers.
+    pub fn get_with(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        get(self.http, host, path, headers)
+            .unwrap_or_else(|e| panic!("GET {host}{path}: {e}\n{}", self.log()))
+    }
+
+    /// The /metrics text.
+    pub fn metrics(&self) -> Metrics {
+        let r = get(self.admin, "localhost", "/metrics", &[]).unwrap();
+        assert_eq!(r.status, 200);
+        Metrics(r.body)
+    }
+
+    /// Poll the log until it contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        poll(
+            Duration::from_secs(10),
+            &format!("log line containing {needle:?}"),
+            || self.log().contains(needle).then_some(()),
+        );
+    }
+}
+
+impl Weir {
+    /// Wait for the process to exit (it must exit by itself within 10 s).
+    pub fn wait_exit(mut self) -> (std::process::ExitStatus, String) {
+        let status = poll(Duration::from_secs(10), "weir to exit", || {
+            self.child.try_wait().ok().flatten()
+        });
+        (status, self.log())
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// Body as text.
+    pub body: String,
+}
+
+impl Response {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The echo server's JSON reply.
+    pub fn echo(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not an echo reply ({e}): {self:?}"))
+    }
+
+    /// Which echo server answered.
+    pub fn server(&self) -> String {
+        assert_eq!(self.status, 200, "{self:?}");
+        self.echo()["server"].as_str().unwrap().to_string()
+    }
+}
+
+/// One HTTP/1.1 GET on a fresh connection.
+pub fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse_response(&raw).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad response: {:?}", String::from_utf8_lossy(&raw)),
+        )
+    })
+}
+
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let nl = rest.windows(2).position(|w| w == b"\r\n")?;
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..nl]).ok()?.trim(), 16).ok()?;
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(rest.get(nl + 2..nl + 2 + size)?);
+            rest = rest.get(nl + 4 + size..)?;
+        }
+        body = out;
+    }
+    Some(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// Prometheus text exposition, with a lookup by name and labels.
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// Sum of the samples named `name` whose labels include all of `labels`.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut found = None;
+        for line in self.0.lines().filter(|l| !l.starts_with('#')) {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (n, lbls) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if n != name {
+                continue;
+            }
+            let pairs: Vec<(&str, &str)> = lbls
+                .split("\",")
+                .filter_map(|p| p.split_once("=\""))
+                .map(|(k, v)| (k.trim_start_matches(','), v.trim_end_matches('"')))
+                .collect();
+            if labels.iter().all(|l| pairs.contains(l)) {
+                *found.get_or_insert(0.0) += value.parse::<f64>().ok()?;
+            }
+        }
+        found
+    }
+}
