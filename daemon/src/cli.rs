@@ -64,11 +64,12 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub worker_threads: Option<usize>,
 
-    /// Seconds to keep accepting connections after SIGTERM before closing listeners.
+    /// Seconds to wait after SIGTERM before the final shutdown step. Listeners stop accepting at
+    /// once (unlike ingress-nginx, which keeps serving during this period); requests in flight go on.
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     pub shutdown_grace_period: u64,
 
-    /// Seconds in-flight requests get to finish after the listeners close.
+    /// Seconds the final shutdown step gives requests still in flight.
     #[arg(long, default_value_t = 240, value_name = "SECONDS")]
     pub worker_shutdown_timeout: u64,
 

@@ -196,10 +196,19 @@ spec:
       - {path: /app, pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}
 ",
     );
+    m.write(
+        "plain.yaml",
+        &ingress("ns", "plain", &[("plain.test", "Prefix", "/app", "a")]),
+    );
     let w = Weir::start(m.path(), &[]);
     assert_eq!(w.get("site.test", "/app/1").server(), "a");
     assert_eq!(w.get("site.test", "/other").server(), "host-default");
     assert_eq!(w.get("nothing.test", "/").server(), "default");
+    assert_eq!(
+        w.get("plain.test", "/other").status,
+        404,
+        "a defined host's unmatched paths do not go to the catch-all (as ingress-nginx)"
+    );
 }
 
 #[test]
@@ -586,4 +595,39 @@ fn bad_flags_and_unreadable_folder_exit_non_zero_with_a_reason() {
     let (status, log) = w.wait_exit();
     assert!(!status.success());
     assert!(log.contains("cannot listen on 127.0.0.1:"), "{log}");
+}
+
+#[test]
+fn quickstart_manifests_route_as_the_readme_says() {
+    // conf/quickstart points its EndpointSlice at 127.0.0.1:8080; use a free port instead.
+    let echo = EchoServer::start("echo").unwrap();
+    let m = Manifests::new();
+    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/quickstart");
+    for entry in std::fs::read_dir(conf).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace("port: 8080", &format!("port: {}", echo.addr().port()));
+        m.write(&path.file_name().unwrap().to_string_lossy(), &text);
+    }
+    let w = Weir::start(m.path(), &[]);
+    let r = w.get("127.0.0.1", "/hello");
+    assert_eq!(r.server(), "echo");
+    assert_eq!(r.echo()["path"], "/hello");
+    assert_eq!(w.get("echo.localhost", "/api/v1").server(), "echo");
+    assert_eq!(w.get("echo.localhost", "/x").status, 404);
+
+    // The same through curl, as the README shows.
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-H", "Host: echo.localhost"])
+        .arg(format!("http://{}/api", w.http))
+        .output()
+        .expect("curl is installed (scripts/deps.sh)");
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["server"], "echo");
+    assert_eq!(
+        body["headers"]["user-agent"]
+            .as_str()
+            .map(|u| u.starts_with("curl/")),
+        Some(true)
+    );
 }

@@ -1,11 +1,14 @@
 //! Which Ingresses this controller serves: ingress-nginx's class rules.
 //!
 //! In order:
-//! 1. the legacy `kubernetes.io/ingress.class` annotation, when present, must equal `--ingress-class`;
-//! 2. `spec.ingressClassName`, when set, must name an IngressClass whose `spec.controller` equals
+//! 1. `spec.ingressClassName`, when set, must name an IngressClass whose `spec.controller` equals
 //!    `--controller-class` (or, with `--ingress-class-by-name`, whose name is `--ingress-class`);
+//! 2. otherwise the legacy `kubernetes.io/ingress.class` annotation, when present, must equal
+//!    `--ingress-class`;
 //! 3. an Ingress with neither is served with `--watch-ingress-without-class`, or when one of this
 //!    controller's IngressClasses is marked default (`ingressclass.kubernetes.io/is-default-class`).
+//!    In a cluster the API server's admission fills in the default class when an Ingress is
+//!    created; file mode has no admission, so Weir applies the default itself.
 
 use std::collections::BTreeSet;
 
@@ -61,18 +64,6 @@ impl<'a> ClassFilter<'a> {
 
     /// Whether `ing` is served by this controller.
     pub fn decide(&self, ing: &Ingress) -> ClassDecision {
-        if let Some(class) = ing
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(CLASS_ANNOTATION))
-        {
-            return if *class == self.opts.ingress_class {
-                ClassDecision::Ours
-            } else {
-                ClassDecision::NotOurs(format!("annotation {CLASS_ANNOTATION}={class:?}"))
-            };
-        }
         if let Some(name) = ing
             .spec
             .as_ref()
@@ -85,6 +76,18 @@ impl<'a> ClassFilter<'a> {
                     "ingressClassName {name:?} is not an IngressClass of controller {:?}",
                     self.opts.controller_class
                 ))
+            };
+        }
+        if let Some(class) = ing
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CLASS_ANNOTATION))
+        {
+            return if *class == self.opts.ingress_class {
+                ClassDecision::Ours
+            } else {
+                ClassDecision::NotOurs(format!("annotation {CLASS_ANNOTATION}={class:?}"))
             };
         }
         if self.opts.watch_ingress_without_class || self.default_is_ours {

@@ -1,6 +1,6 @@
 //! Objects → one validated snapshot → `SnapshotHandle::store`, once per change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proxy_core::{PoolCache, SnapshotHandle};
@@ -42,6 +42,7 @@ pub struct Syncer {
     reported: HashMap<String, String>,
     first_seen: HashMap<String, i64>,
     reported_sources: Vec<ManifestError>,
+    reported_warnings: HashSet<(String, String)>,
 }
 
 fn unix_now() -> i64 {
@@ -62,6 +63,7 @@ impl Syncer {
             reported: HashMap::new(),
             first_seen: HashMap::new(),
             reported_sources: Vec::new(),
+            reported_warnings: HashSet::new(),
         }
     }
 
@@ -148,9 +150,16 @@ impl Syncer {
         self.pools.retain(|k| keep.contains(k));
         self.handle.store(snapshot);
 
-        for w in &report.warnings {
-            tracing::debug!(ingress = %w.ingress, warning = %w.message);
+        // Each distinct warning is logged once, while it lasts.
+        let current: HashSet<(String, String)> = report
+            .warnings
+            .iter()
+            .map(|w| (w.ingress.clone(), w.message.clone()))
+            .collect();
+        for (ingress, message) in current.difference(&self.reported_warnings) {
+            tracing::warn!(%ingress, warning = %message, "Ingress partially applied");
         }
+        self.reported_warnings = current;
         if source_errors != self.reported_sources.as_slice() {
             for e in source_errors {
                 if !self.reported_sources.contains(e) {

@@ -379,6 +379,7 @@ pub fn translate(
     let mut warnings = Vec::new();
     let policy = Arc::new(RoutePolicy::default());
     let mut catch_all: Option<DefaultRoute> = None;
+    let mut hosts_seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for ing in &ingresses {
         let ing_key = format!("{}/{}", ing.namespace, ing.name);
         let mut warn = |message: Option<String>| {
@@ -412,7 +413,7 @@ pub fn translate(
             }
         });
         if ing.rules.is_empty() && ing.hosts.is_empty() {
-            // Only spec.defaultBackend: the catch-all default backend (the oldest wins).
+            // Only spec.defaultBackend: the catch-all for hosts no rule names (the oldest wins).
             if catch_all.is_none() {
                 catch_all = default_route;
             }
@@ -448,23 +449,33 @@ pub fn translate(
                 Err(e) => warn(Some(e.to_string())),
             }
         }
-        for host in &ing.hosts {
-            if let Some(h) = host {
-                if let Err(e) = builder.declare_host(h) {
-                    warn(Some(e.to_string()));
-                }
+        // As ingress-nginx: the oldest Ingress naming a host decides where that host's unmatched
+        // paths go (its own defaultBackend, else the global default). The any-host server's
+        // fallback is only ever the catch-all Ingress.
+        for host in ing.hosts.iter().flatten() {
+            if !hosts_seen.insert(host.clone()) {
+                continue;
+            }
+            if let Err(e) = builder.declare_host(host) {
+                warn(Some(e.to_string()));
             }
             if let Some(d) = &default_route {
-                if let Err(e) = builder.host_default(host.as_deref(), d.clone(), ing.order.clone())
-                {
+                if let Err(e) = builder.host_default(Some(host), d.clone(), ing.order.clone()) {
                     warn(Some(e.to_string()));
                 }
             }
         }
     }
-    let default = match (catch_all, default_backend_service) {
-        (Some(d), _) => Some(d),
-        (None, Some(svc)) => {
+    if let Some(d) = catch_all {
+        if let Err(e) = builder.host_default(None, d, RouteOrder::default()) {
+            warnings.push(Warning {
+                ingress: "catch-all".into(),
+                message: e.to_string(),
+            });
+        }
+    }
+    let default = match default_backend_service {
+        Some(svc) => {
             let b = BackendRef {
                 service: svc.name.clone(),
                 port: PortRef::Number(
@@ -494,7 +505,7 @@ pub fn translate(
                 policy,
             })
         }
-        (None, None) => None,
+        None => None,
     };
     if let Some(d) = default {
         builder.default_route(d);

@@ -118,13 +118,28 @@ pub struct Route {
     pub order: RouteOrder,
 }
 
-/// Total order used to resolve conflicting rules; lower wins.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Order used to resolve conflicting rules; the lower wins: the earlier `created`, and at equal
+/// `created` the lexically *greater* `name` (ingress-nginx sorts Ingresses that way).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RouteOrder {
     /// Creation time of the source object, seconds since the Unix epoch (or any monotonic number).
     pub created: i64,
     /// Tie-breaker, e.g. `namespace/name`.
     pub name: String,
+}
+
+impl Ord for RouteOrder {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.created
+            .cmp(&other.created)
+            .then_with(|| other.name.cmp(&self.name))
+    }
+}
+
+impl PartialOrd for RouteOrder {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// The route used when no host and path rule matches.

@@ -125,11 +125,7 @@ mod tests {
         apply(
             &mut req,
             &ForwardInfo {
-                client_ip: Some(
-                    "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
-                        .parse()
-                        .unwrap(),
-                ),
+                client_ip: Some("2001:db8:1234:5678:9abc:def0:1234:5678".parse().unwrap()),
                 scheme: "http",
                 server_port: Some(8080),
                 host: Some(&host),
@@ -138,7 +134,7 @@ mod tests {
         )
         .unwrap();
         let h = |n: &str| req.headers.get(n).map(|v| v.to_str().unwrap().to_string());
-        let ip = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
+        let ip = "2001:db8:1234:5678:9abc:def0:1234:5678";
         assert_eq!(h("x-forwarded-for").as_deref(), Some(ip));
         assert_eq!(h("x-real-ip").as_deref(), Some(ip));
         assert_eq!(h("x-original-forwarded-for").as_deref(), Some("6.6.6.6"));

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{ProxyHttp, Session};
-use pingora::{Error, ErrorType, Result};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::metrics::ProxyMetrics;
 use crate::model::Target;
@@ -230,6 +230,24 @@ impl ProxyHttp for WeirProxy {
         e
     }
 
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        let code = error_status(e);
+        if code > 0 {
+            if let Err(err) = session.respond_error(code).await {
+                tracing::debug!(error = %err, "could not send the error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         let Some(metrics) = &self.metrics else { return };
         let Some(snapshot) = &ctx.snapshot else {
@@ -238,10 +256,7 @@ impl ProxyHttp for WeirProxy {
         let status = match (session.response_written(), ctx.local_status, e) {
             (Some(r), _, _) => r.status.as_u16(),
             (None, Some(s), _) => s,
-            (None, None, Some(e)) => match e.etype() {
-                ErrorType::HTTPStatus(s) => *s,
-                _ => 502,
-            },
+            (None, None, Some(e)) => error_status(e),
             (None, None, None) => 0,
         };
         let resolved = snapshot.resolve(ctx.route);
@@ -296,5 +311,49 @@ impl ProxyHttp for WeirProxy {
             .response_size
             .with_label_values(&labels)
             .observe(session.body_bytes_sent() as f64);
+    }
+}
+
+/// The status sent for a request that failed: as nginx, 504 when the upstream timed out, 502 for
+/// other upstream failures, nothing when the client went away.
+pub fn error_status(e: &Error) -> u16 {
+    match (e.etype(), e.esource()) {
+        (ErrorType::HTTPStatus(code), _) => *code,
+        (
+            ErrorType::ConnectTimedout
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+            | ErrorType::TLSHandshakeTimedout,
+            ErrorSource::Upstream,
+        ) => 504,
+        (_, ErrorSource::Upstream) => 502,
+        (
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+            ErrorSource::Downstream,
+        ) => 0,
+        (_, ErrorSource::Downstream) => 400,
+        _ => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_timeouts_are_504_other_failures_502() {
+        let up = |t| *Error::new(t).into_up();
+        assert_eq!(error_status(&up(ErrorType::ReadTimedout)), 504);
+        assert_eq!(error_status(&up(ErrorType::ConnectTimedout)), 504);
+        assert_eq!(error_status(&up(ErrorType::ConnectRefused)), 502);
+        assert_eq!(error_status(&Error::new(ErrorType::HTTPStatus(503))), 503);
+        assert_eq!(
+            error_status(&Error::new(ErrorType::ReadError).into_down()),
+            0
+        );
+        assert_eq!(
+            error_status(&Error::new(ErrorType::InvalidHTTPHeader).into_down()),
+            400
+        );
     }
 }
