@@ -16,6 +16,27 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
 
+    /// Kubeconfig file for API mode (default: in-cluster config, then $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "FILE", conflicts_with = "manifests")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Service (namespace/name) whose load-balancer address is written to the status of every
+    /// served Ingress (the SLB/ELB in front of the controller).
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub publish_service: Option<String>,
+
+    /// Comma-separated addresses written to Ingress status instead of --publish-service's.
+    #[arg(long, value_name = "ADDRESSES", value_delimiter = ',')]
+    pub publish_status_address: Vec<String>,
+
+    /// Write Ingress status (API mode, leader only).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true", value_name = "BOOL")]
+    pub update_status: bool,
+
+    /// Name of the Lease used for leader election.
+    #[arg(long, default_value = "ingress-nginx-leader")]
+    pub election_id: String,
+
     /// Address the HTTP and HTTPS listeners bind to.
     #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
     pub bind_address: IpAddr,
@@ -108,6 +129,12 @@ impl Cli {
                 }
             }
         }
+        if let Some(p) = &self.publish_service {
+            parse_ns_name(p).context("--publish-service")?;
+        }
+        if self.election_id.is_empty() {
+            bail!("--election-id must not be empty");
+        }
         Ok(SyncOptions {
             ingress_class: self.ingress_class.clone(),
             controller_class: self.controller_class.clone(),
@@ -119,7 +146,8 @@ impl Cli {
     }
 }
 
-fn parse_ns_name(s: &str) -> anyhow::Result<ServiceRef> {
+/// Parse `namespace/name`.
+pub fn parse_ns_name(s: &str) -> anyhow::Result<ServiceRef> {
     match s.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
             Ok(ServiceRef {

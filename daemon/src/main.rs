@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Parser;
 use k8s_sync::{ManifestDir, SyncMetrics, Syncer};
 use pingora::server::configuration::ServerConf;
@@ -57,10 +57,55 @@ fn const_labels(cli: &Cli) -> HashMap<String, String> {
     ])
 }
 
+/// Where the configuration comes from.
+enum Source {
+    /// `--manifests DIR`.
+    Files(std::path::PathBuf),
+    /// The Kubernetes API.
+    Api(Box<kube::Config>),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Files(d) => write!(f, "manifests {}", d.display()),
+            Source::Api(c) => write!(f, "Kubernetes API {}", c.cluster_url),
+        }
+    }
+}
+
+/// Load the API client configuration now, so a bad kubeconfig is a clear error at start.
+fn kube_config(cli: &Cli) -> anyhow::Result<kube::Config> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match &cli.kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                    .await
+                    .with_context(|| format!("using --kubeconfig {}", path.display()))
+            }
+            None => kube::Config::infer().await.context(
+                "no Kubernetes API configuration (not in a cluster, no $KUBECONFIG or ~/.kube/config); pass --kubeconfig FILE or --manifests DIR",
+            ),
+        }
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "weir".into())
+}
+
 fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
     let opts = cli.sync_options()?;
-    let Some(manifests) = cli.manifests.clone() else {
-        bail!("no configuration source: pass --manifests DIR (the Kubernetes API source is not available in this build)");
+    let source = match &cli.manifests {
+        Some(dir) => Source::Files(dir.clone()),
+        None => Source::Api(Box::new(kube_config(&cli)?)),
     };
 
     let registry = prometheus::Registry::new();
@@ -70,10 +115,56 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
     let sync_metrics = SyncMetrics::register(&registry, &labels).context("registering metrics")?;
 
     let handle = SnapshotHandle::new();
-    let mut syncer = Syncer::new(opts, handle.clone(), Some(sync_metrics));
-    let mut dir = ManifestDir::new(&manifests);
-    let scan = dir.scan()?;
-    syncer.apply(&scan.objects, &scan.errors);
+    let syncer = Syncer::new(opts.clone(), handle.clone(), Some(sync_metrics));
+    let sync_service: Box<dyn pingora::services::ServiceWithDependents> = match &source {
+        Source::Files(dir) => {
+            let mut syncer = syncer;
+            let mut manifests = ManifestDir::new(dir);
+            let scan = manifests.scan()?;
+            syncer.apply(&scan.objects, &scan.errors);
+            Box::new(pingora::services::background::background_service(
+                "weir manifests",
+                services::ManifestWatcher::new(manifests, syncer),
+            ))
+        }
+        Source::Api(config) => {
+            let pod_namespace = std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| config.default_namespace.clone());
+            let identity = std::env::var("POD_NAME")
+                .ok()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(hostname);
+            let api_opts = k8s_sync::api::ApiOptions {
+                watch_namespace: opts.watch_namespace.clone(),
+                publish_service: cli
+                    .publish_service
+                    .as_deref()
+                    .map(cli::parse_ns_name)
+                    .transpose()?,
+                publish_status_address: cli.publish_status_address.clone(),
+                update_status: cli.update_status,
+                component: "weir-ingress-controller".into(),
+            };
+            let leader_metric =
+                k8s_sync::leader::register_metric(&registry).context("registering metrics")?;
+            Box::new(pingora::services::background::background_service(
+                "weir kubernetes",
+                services::ApiSync::new(
+                    (**config).clone(),
+                    syncer,
+                    api_opts,
+                    k8s_sync::leader::LeaderConfig::new(
+                        &pod_namespace,
+                        &cli.election_id,
+                        &identity,
+                    ),
+                    Some(leader_metric),
+                ),
+            ))
+        }
+    };
 
     let http_addr = SocketAddr::new(cli.bind_address, cli.http_port);
     let admin_addr = SocketAddr::new(cli.healthz_host, cli.healthz_port);
@@ -111,14 +202,9 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
     admin.add_tcp(&admin_addr.to_string());
     admin.threads = Some(1);
 
-    let watcher = pingora::services::background::background_service(
-        "weir manifests",
-        services::ManifestWatcher::new(dir, syncer),
-    );
-
-    tracing::info!(%http_addr, %admin_addr, manifests = %manifests.display(), threads, "weir starting");
+    tracing::info!(%http_addr, %admin_addr, source = %source, threads, "weir starting");
     server.add_service(proxy);
     server.add_service(admin);
-    server.add_service(watcher);
+    server.add_boxed_service(sync_service);
     server.run_forever()
 }

@@ -35,3 +35,57 @@ impl BackgroundService for ManifestWatcher {
         }
     }
 }
+
+/// API mode: connects to the API server, takes part in leader election, watches and syncs.
+pub struct ApiSync {
+    config: kube::Config,
+    state: Mutex<Option<Syncer>>,
+    opts: k8s_sync::api::ApiOptions,
+    leader: k8s_sync::leader::LeaderConfig,
+    leader_metric: Option<prometheus::IntGaugeVec>,
+}
+
+impl ApiSync {
+    /// Everything API mode needs; nothing runs until the server starts the service.
+    pub fn new(
+        config: kube::Config,
+        syncer: Syncer,
+        opts: k8s_sync::api::ApiOptions,
+        leader: k8s_sync::leader::LeaderConfig,
+        leader_metric: Option<prometheus::IntGaugeVec>,
+    ) -> Self {
+        ApiSync {
+            config,
+            state: Mutex::new(Some(syncer)),
+            opts,
+            leader,
+            leader_metric,
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for ApiSync {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let Some(syncer) = self.state.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let client = match kube::Client::try_from(self.config.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create the Kubernetes client");
+                return;
+            }
+        };
+        let (tx, rx) = tokio::sync::watch::channel(k8s_sync::leader::LeaderState::default());
+        let election = tokio::spawn(k8s_sync::leader::run(
+            client.clone(),
+            self.leader.clone(),
+            tx,
+            self.leader_metric.clone(),
+            shutdown.clone(),
+        ));
+        k8s_sync::api::run(client, syncer, self.opts.clone(), rx, shutdown).await;
+        let _ = election.await;
+    }
+}

@@ -1,14 +1,17 @@
 //! # Weir k8s-sync
 //!
 //! Kubernetes objects in, one validated [`proxy_core::Snapshot`] out. The objects come from
-//! manifest files ([`manifests`], file mode) or from the API server; either way they are
+//! manifest files ([`manifests`], file mode) or from the API server ([`api`]); either way they are
 //! gathered into an [`objects::ObjectSet`], filtered by ingress class ([`class`]), validated and
 //! translated ([`translate`]) and published once per change by a [`sync::Syncer`].
 //!
 //! A bad object never removes routes: a rejected Ingress keeps its last valid version, a file
 //! that does not parse keeps its last parsed objects, and the reason is logged and counted.
+//! In API mode, Ingress status is published by the elected leader ([`leader`]).
 
+pub mod api;
 pub mod class;
+pub mod leader;
 pub mod manifests;
 pub mod metrics;
 pub mod objects;

@@ -29,6 +29,11 @@ pub struct ApplyReport {
     pub ignored: Vec<(String, String)>,
     /// The new snapshot's configuration hash.
     pub hash: u64,
+    /// `namespace/name` of every Ingress in the new snapshot.
+    pub served_keys: Vec<String>,
+    /// Rejections and warnings not reported by an earlier apply (`namespace/name`, reason,
+    /// whether it rejected the Ingress): what deserves an Event.
+    pub news: Vec<(String, String, bool)>,
 }
 
 /// Turns object sets into snapshots and publishes them, remembering the last valid version of
@@ -122,6 +127,7 @@ impl Syncer {
                                 .with_label_values(&["Ingress", e.metric_label()])
                                 .inc();
                         }
+                        report.news.push((key.clone(), message.clone(), true));
                         self.reported.insert(key.clone(), message);
                     }
                     report.rejected.push((key.clone(), e));
@@ -134,6 +140,8 @@ impl Syncer {
             .retain(|k, _| objects.ingresses.contains_key(k));
 
         let valid: Vec<&ValidIngress> = self.accepted.values().collect();
+        report.served_keys = self.accepted.keys().cloned().collect();
+        report.served_keys.sort();
         let translation = translate(
             objects,
             &valid,
@@ -158,6 +166,7 @@ impl Syncer {
             .collect();
         for (ingress, message) in current.difference(&self.reported_warnings) {
             tracing::warn!(%ingress, warning = %message, "Ingress partially applied");
+            report.news.push((ingress.clone(), message.clone(), false));
         }
         self.reported_warnings = current;
         if source_errors != self.reported_sources.as_slice() {

@@ -55,12 +55,19 @@ fn order(created: i64, name: &str) -> RouteOrder {
     }
 }
 
-/// What a request resolved to: the kind of [`RouteId`] plus the `meta.ingress` tag behind it.
+/// What a request resolved to, identified by the `meta.ingress` tag behind the [`RouteId`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Hit {
+    /// `RouteId::Rule`: a host/path rule matched.
     Rule(String),
-    HostDefault(String),
-    Default(String),
+    /// No rule matched: `RouteId::HostDefault` or `RouteId::Default`. Which of the two is used when
+    /// the matched host has no default of its own is left to the implementation; the tag tells the
+    /// host's default from the table-wide one.
+    Miss(String),
+}
+
+fn miss(tag: &str) -> Hit {
+    Hit::Miss(tag.to_string())
 }
 
 fn rule(tag: &str) -> Hit {
@@ -72,8 +79,7 @@ fn hit(s: &Snapshot, host: &str, path: &str) -> Hit {
     let tag = s.resolve(id).meta.ingress.to_string();
     match id {
         RouteId::Rule { .. } => Hit::Rule(tag),
-        RouteId::HostDefault { .. } => Hit::HostDefault(tag),
-        RouteId::Default => Hit::Default(tag),
+        RouteId::HostDefault { .. } | RouteId::Default => Hit::Miss(tag),
     }
 }
 
@@ -232,8 +238,8 @@ fn run_table(name: &str, rows: &[Row]) {
                     let s = b.build();
                     let want = match expected {
                         Some((kind, path)) => Hit::Rule(kind_tag(kind, path)),
-                        None if with_host_default => Hit::HostDefault("host-default".into()),
-                        None => Hit::Default("global-default".into()),
+                        None if with_host_default => miss("host-default"),
+                        None => miss("global-default"),
                     };
                     assert_eq!(
                         hit(&s, HOST, request),
@@ -263,8 +269,17 @@ fn no_match_is_route_id_default_or_host_default() {
     b.add_route(Some("foo.com"), route(P, "/aaa", "aaa"))
         .unwrap();
     let s = b.build();
-    assert_eq!(s.find("foo.com", "/ccc"), RouteId::Default);
     assert!(matches!(s.find("foo.com", "/aaa/x"), RouteId::Rule { .. }));
+    let id = s.find("foo.com", "/ccc");
+    match id {
+        RouteId::Default => {}
+        RouteId::HostDefault { .. } => assert_eq!(s.resolve(id).host, "foo.com"),
+        RouteId::Rule { .. } => panic!("/ccc matched {id:?}"),
+    }
+    assert!(matches!(s.resolve(id).target, Target::NotFound));
+    assert_eq!(s.resolve(id).meta, s.resolve(RouteId::Default).meta);
+    // A host that is not defined at all gets the table default.
+    assert_eq!(s.find("bar.com", "/aaa"), RouteId::Default);
 
     let mut b = SnapshotBuilder::new();
     b.add_route(Some("foo.com"), route(P, "/aaa", "aaa"))
@@ -319,11 +334,8 @@ fn wildcard_without_any_host_rules() {
         .unwrap();
     let s = b.build();
     assert_eq!(hit(&s, "bar.foo.com", "/"), rule("wild"));
-    assert_eq!(hit(&s, "foo.com", "/"), Hit::Default("global".into()));
-    assert_eq!(
-        hit(&s, "baz.bar.foo.com", "/"),
-        Hit::Default("global".into())
-    );
+    assert_eq!(hit(&s, "foo.com", "/"), miss("global"));
+    assert_eq!(hit(&s, "baz.bar.foo.com", "/"), miss("global"));
     assert_eq!(s.find("baz.bar.foo.com", "/"), RouteId::Default);
 }
 
@@ -359,30 +371,22 @@ fn defined_hosts_do_not_fall_through() {
     assert_eq!(hit(&s, "bar.foo.com", "/only"), rule("bar-only"));
     assert_eq!(hit(&s, "qux.foo.com", "/only"), rule("wild-only"));
     // Not to the any-host rules, and an exact host not to the wildcard either.
-    assert_eq!(s.find("foo.com", "/other"), RouteId::Default);
-    assert_eq!(s.find("bar.foo.com", "/other"), RouteId::Default);
-    assert_eq!(s.find("qux.foo.com", "/other"), RouteId::Default);
-    assert_eq!(hit(&s, "foo.com", "/other"), Hit::Default("global".into()));
+    assert_eq!(hit(&s, "foo.com", "/other"), miss("global"));
+    assert_eq!(hit(&s, "bar.foo.com", "/other"), miss("global"));
+    assert_eq!(hit(&s, "qux.foo.com", "/other"), miss("global"));
     // A declared host without rules is still a host.
-    assert_eq!(s.find("declared.com", "/"), RouteId::Default);
+    assert_eq!(hit(&s, "declared.com", "/"), miss("global"));
     // Undefined hosts do reach the any-host rules.
     assert_eq!(hit(&s, "other.org", "/other"), rule("any"));
 
     let s = build(true);
-    assert_eq!(
-        hit(&s, "foo.com", "/other"),
-        Hit::HostDefault("foo-fb".into())
-    );
-    assert_eq!(
-        hit(&s, "qux.foo.com", "/other"),
-        Hit::HostDefault("wild-fb".into())
-    );
-    assert_eq!(s.resolve(s.find("qux.foo.com", "/x")).host, "*.foo.com");
+    assert_eq!(hit(&s, "foo.com", "/other"), miss("foo-fb"));
+    assert_eq!(hit(&s, "qux.foo.com", "/other"), miss("wild-fb"));
+    let id = s.find("qux.foo.com", "/x");
+    assert!(matches!(id, RouteId::HostDefault { .. }), "{id:?}");
+    assert_eq!(s.resolve(id).host, "*.foo.com");
     // bar.foo.com is its own host: neither the wildcard's default nor the any-host rules.
-    assert_eq!(
-        hit(&s, "bar.foo.com", "/other"),
-        Hit::Default("global".into())
-    );
+    assert_eq!(hit(&s, "bar.foo.com", "/other"), miss("global"));
     assert_eq!(hit(&s, "foo.com", "/only"), rule("foo-only"));
     assert_eq!(hit(&s, "other.org", "/other"), rule("any"));
 }
@@ -398,12 +402,9 @@ fn any_host_default() {
         .unwrap();
     let s = b.build();
     assert_eq!(hit(&s, "unknown.org", "/x"), rule("any-x"));
-    assert_eq!(
-        hit(&s, "unknown.org", "/z"),
-        Hit::HostDefault("any-fb".into())
-    );
-    assert_eq!(hit(&s, "foo.com", "/z"), Hit::Default("global".into()));
-    assert_eq!(hit(&s, "foo.com", "/x"), Hit::Default("global".into()));
+    assert_eq!(hit(&s, "unknown.org", "/z"), miss("any-fb"));
+    assert_eq!(hit(&s, "foo.com", "/z"), miss("global"));
+    assert_eq!(hit(&s, "foo.com", "/x"), miss("global"));
 }
 
 #[test]
@@ -419,7 +420,7 @@ fn empty_snapshot_serves_default() {
     let mut b = SnapshotBuilder::new();
     b.default_route(fallback("global"));
     let s = b.build();
-    assert_eq!(hit(&s, "foo.com", "/"), Hit::Default("global".into()));
+    assert_eq!(hit(&s, "foo.com", "/"), miss("global"));
     assert_eq!(s.resolve(RouteId::Default).host, "_");
 }
 
@@ -519,22 +520,60 @@ fn conflicting_rules_lower_order_wins() {
     assert_eq!(hit(&s, "a.com", "/app/x"), rule("older"));
 }
 
+/// Whatever `RouteOrder`'s `Ord` says is lower wins, in either insertion order.
 #[test]
-fn conflict_name_breaks_ties_on_created() {
-    for first_a in [true, false] {
-        let a = route_ord(E, "/x", "a", order(7, "ns-a/ing"));
-        let z = route_ord(E, "/x", "z", order(7, "ns-z/ing"));
-        let (first, second) = if first_a { (a, z) } else { (z, a) };
-        let mut b = SnapshotBuilder::new();
-        b.add_route(None, first).unwrap();
-        let outcome = b.add_route(None, second).unwrap();
-        let s = b.build();
-        assert_eq!(hit(&s, "h.com", "/x"), rule("a"), "a first: {first_a}");
-        if first_a {
-            assert_eq!(outcome, AddOutcome::Shadowed(meta("a", "/x")));
-        } else {
-            assert_eq!(outcome, AddOutcome::Replaced(meta("z", "/x")));
+fn conflicts_follow_route_order() {
+    let pairs = [
+        (order(1, "ns/b"), order(2, "ns/a")),
+        (order(2, "ns/a"), order(1, "ns/b")),
+        (order(-5, "x"), order(0, "x")),
+        (order(7, "ns-a/ing"), order(7, "ns-z/ing")),
+        (order(7, "ns/ing"), order(7, "ns/ing-2")),
+    ];
+    for (x, y) in pairs {
+        assert_ne!(x.cmp(&y), std::cmp::Ordering::Equal);
+        let (low, high) = if x < y { (x, y) } else { (y, x) };
+        for low_first in [true, false] {
+            let low_route = route_ord(E, "/x", "low", low.clone());
+            let high_route = route_ord(E, "/x", "high", high.clone());
+            let mut b = SnapshotBuilder::new();
+            let (first, second, want) = if low_first {
+                (
+                    low_route,
+                    high_route,
+                    AddOutcome::Shadowed(meta("low", "/x")),
+                )
+            } else {
+                (
+                    high_route,
+                    low_route,
+                    AddOutcome::Replaced(meta("high", "/x")),
+                )
+            };
+            assert_eq!(b.add_route(None, first), Ok(AddOutcome::Added));
+            assert_eq!(b.add_route(None, second), Ok(want), "{low:?} < {high:?}");
+            let s = b.build();
+            assert_eq!(s.route_count(), 1);
+            assert_eq!(hit(&s, "h.com", "/x"), rule("low"), "{low:?} < {high:?}");
         }
+    }
+}
+
+/// `RouteOrder` as documented (ingress-nginx's Ingress sort): the earlier `created` wins, and at
+/// equal `created` the lexically greater `name`.
+#[test]
+fn route_order_ties_prefer_greater_name() {
+    assert!(order(1, "ns-z/ing") < order(2, "ns-a/ing"));
+    assert!(order(7, "ns-z/ing") < order(7, "ns-a/ing"));
+    for z_first in [true, false] {
+        let a = route_ord(P, "/x", "a", order(7, "ns-a/ing"));
+        let z = route_ord(P, "/x", "z", order(7, "ns-z/ing"));
+        let (first, second) = if z_first { (z, a) } else { (a, z) };
+        let mut b = SnapshotBuilder::new();
+        b.add_route(Some("h.com"), first).unwrap();
+        b.add_route(Some("h.com"), second).unwrap();
+        let s = b.build();
+        assert_eq!(hit(&s, "h.com", "/x/y"), rule("z"), "z first: {z_first}");
     }
 }
 
@@ -618,7 +657,7 @@ fn host_default_lower_order_wins() {
         let s = b.build();
         assert_eq!(
             hit(&s, "a.com", "/"),
-            Hit::HostDefault("older".into()),
+            miss("older"),
             "older first: {older_first}"
         );
     }
@@ -909,6 +948,36 @@ fn gen_rule() -> impl Strategy<Value = GenRule> {
         })
 }
 
+/// A request aimed at a generated rule, so that rule hits are frequent: the rule's host (a label
+/// added to wildcards) and its path with empty segments dropped plus one of a few suffixes.
+fn request_near(rule: &GenRule, fallback_host: &'static str, suffix: usize) -> (String, String) {
+    let host = match rule.host {
+        None => fallback_host.to_string(),
+        Some(h) => match h.strip_prefix("*.") {
+            Some(parent) => format!("q.{parent}"),
+            None => h.to_ascii_lowercase(),
+        },
+    };
+    let segs: Vec<&str> = rule.path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut path = format!("/{}", segs.join("/"));
+    if rule.path.ends_with('/') && !segs.is_empty() {
+        path.push('/');
+    }
+    match suffix {
+        0 => {}
+        1 if !path.ends_with('/') => path.push('/'),
+        1 => {}
+        2 => path.push('a'),
+        _ => {
+            if !path.ends_with('/') {
+                path.push('/');
+            }
+            path.push('b');
+        }
+    }
+    (host, path)
+}
+
 fn reference_rank(kind: PathKind) -> u8 {
     match kind {
         PathKind::Exact => 0,
@@ -1079,11 +1148,13 @@ fn actual(s: &Snapshot, host: &str, path: &str) -> Expect {
             vhost: r.host.to_string(),
             tag,
         },
-        RouteId::HostDefault { .. } => Expect::HostDefault {
+        // A host without a default of its own may answer `HostDefault` resolving to the table
+        // default; that is the same outcome as `Default`.
+        RouteId::HostDefault { .. } if tag != "global" => Expect::HostDefault {
             vhost: r.host.to_string(),
             tag,
         },
-        RouteId::Default => Expect::Default { tag },
+        RouteId::HostDefault { .. } | RouteId::Default => Expect::Default { tag },
     }
 }
 
@@ -1098,7 +1169,10 @@ proptest! {
     fn matcher_agrees_with_reference(
         rules in prop::collection::vec(gen_rule(), 0..14),
         defaults in prop::collection::vec((prop::sample::select(RULE_HOSTS), 0i64..4), 0..3),
-        requests in prop::collection::vec((prop::sample::select(REQ_HOSTS), request_path()), 1..20),
+        requests in prop::collection::vec(
+            (prop::sample::select(REQ_HOSTS), request_path(), any::<prop::sample::Index>(), 0usize..7),
+            1..20,
+        ),
     ) {
         let mut b = SnapshotBuilder::new();
         b.default_route(fallback("global"));
@@ -1120,10 +1194,15 @@ proptest! {
         }
         let s = b.build();
         prop_assert_eq!(s.route_count(), reference.rules.len());
-        for (host, path) in &requests {
+        for (host, path, pick, choice) in requests {
+            // Choices 0..4 aim at a generated rule, the others use the random request.
+            let (host, path) = match rules.get(pick.index(rules.len().max(1))) {
+                Some(r) if choice < 4 => request_near(r, host, choice),
+                _ => (host.to_string(), path),
+            };
             prop_assert_eq!(
-                actual(&s, host, path),
-                reference.find(host, path),
+                actual(&s, &host, &path),
+                reference.find(&host, &path),
                 "request {} {}",
                 host,
                 path

@@ -260,12 +260,11 @@ impl ProxyHttp for WeirProxy {
             (None, None, None) => 0,
         };
         let resolved = snapshot.resolve(ctx.route);
-        let status_text = http::StatusCode::from_u16(status)
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_else(|_| status.to_string());
+        let code = http::StatusCode::from_u16(status).ok();
+        let status_text = code.as_ref().map_or("0", |c| c.as_str());
         let req = session.req_header();
         let labels = [
-            status_text.as_str(),
+            status_text,
             req.method.as_str(),
             &resolved.meta.path,
             &resolved.meta.namespace,

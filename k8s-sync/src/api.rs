@@ -1,0 +1,396 @@
+//! API mode: kube-rs reflectors on IngressClass, Ingress, Service, EndpointSlice, Secret and
+//! ConfigMap feed the same [`Syncer`] as file mode.
+//!
+//! - Nothing is published until every reflector has listed once (so `/healthz` turns ready only
+//!   after the first complete sync).
+//! - Changes are debounced and rebuilt into one snapshot.
+//! - A broken watch (API server down, 410 Expired) is retried with backoff by kube-runtime; the
+//!   reflector stores keep their contents meanwhile, so the running snapshot never empties.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, ObjectReference, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{
+    Ingress, IngressClass, IngressLoadBalancerIngress, IngressLoadBalancerStatus, IngressStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{watch, Notify};
+
+use crate::leader::LeaderState;
+use crate::objects::ObjectSet;
+use crate::sync::Syncer;
+use crate::translate::ServiceRef;
+
+/// How long to wait for more changes before rebuilding.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// What API mode does besides routing.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    /// `--watch-namespace`: namespaced kinds are watched only there.
+    pub watch_namespace: Option<String>,
+    /// `--publish-service`: copy this Service's load-balancer address into Ingress status.
+    pub publish_service: Option<ServiceRef>,
+    /// `--publish-status-address`: static addresses (IPs or hostnames) for Ingress status.
+    pub publish_status_address: Vec<String>,
+    /// `--update-status`: write Ingress status at all.
+    pub update_status: bool,
+    /// Name of this controller, the `source.component` of its Events.
+    pub component: String,
+}
+
+fn api_for<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Start a reflector for one kind; `changed` is notified on every event.
+fn reflect<K>(api: Api<K>, config: watcher::Config, changed: Arc<Notify>) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let kind = K::kind(&Default::default()).to_string();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut failing = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => {
+                    if failing {
+                        tracing::info!(%kind, "watch recovered");
+                        failing = false;
+                    }
+                    changed.notify_one();
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(%kind, error = %e, "watch failed, retrying with backoff; serving the last good configuration");
+                        failing = true;
+                    }
+                }
+            }
+        }
+    });
+    store
+}
+
+/// Every reflector store.
+struct Stores {
+    classes: Store<IngressClass>,
+    ingresses: Store<Ingress>,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    secrets: Store<Secret>,
+    config_maps: Store<ConfigMap>,
+}
+
+impl Stores {
+    fn start(client: &Client, ns: Option<&str>, changed: &Arc<Notify>) -> Stores {
+        let all = watcher::Config::default();
+        Stores {
+            classes: reflect(Api::all(client.clone()), all.clone(), changed.clone()),
+            ingresses: reflect(api_for(client, ns), all.clone(), changed.clone()),
+            services: reflect(api_for(client, ns), all.clone(), changed.clone()),
+            slices: reflect(
+                api_for(client, ns),
+                all.clone().labels(crate::objects::SERVICE_NAME_LABEL),
+                changed.clone(),
+            ),
+            secrets: reflect(
+                api_for(client, ns),
+                all.clone().fields("type=kubernetes.io/tls"),
+                changed.clone(),
+            ),
+            config_maps: reflect(api_for(client, ns), all, changed.clone()),
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let _ = tokio::join!(
+            self.classes.wait_until_ready(),
+            self.ingresses.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.slices.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
+        );
+    }
+
+    fn objects(&self) -> ObjectSet {
+        fn into_map<K: Resource + Clone>(items: Vec<Arc<K>>) -> BTreeMap<String, K> {
+            items
+                .into_iter()
+                .map(|o| (crate::objects::key_of(o.meta()), (*o).clone()))
+                .collect()
+        }
+        ObjectSet {
+            ingresses: into_map(self.ingresses.state()),
+            ingress_classes: into_map(self.classes.state()),
+            services: into_map(self.services.state()),
+            endpoint_slices: into_map(self.slices.state()),
+            secrets: into_map(self.secrets.state()),
+            config_maps: into_map(self.config_maps.state()),
+        }
+    }
+}
+
+/// Run API mode until `shutdown` turns true: watch, rebuild on change, publish status while
+/// `leader` says so, and record Events for rejected or partially applied Ingresses.
+pub async fn run(
+    client: Client,
+    mut syncer: Syncer,
+    opts: ApiOptions,
+    leader: watch::Receiver<LeaderState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let changed = Arc::new(Notify::new());
+    let stores = Stores::start(&client, opts.watch_namespace.as_deref(), &changed);
+    tokio::select! {
+        _ = stores.wait_ready() => {}
+        _ = shutdown.changed() => return,
+    }
+    tracing::info!("initial sync complete");
+    let mut status = StatusWriter::new(client.clone(), opts.clone());
+    let events = EventRecorder::new(client.clone(), opts.component.clone());
+    let mut leader = leader;
+    loop {
+        let objects = stores.objects();
+        let report = syncer.apply(&objects, &[]);
+        for (key, message, rejected) in &report.news {
+            if let Some(ing) = objects.ingresses.get(key) {
+                events
+                    .record(ing, if *rejected { "Rejected" } else { "Warning" }, message)
+                    .await;
+            }
+        }
+        let served: HashSet<String> = report.served_keys.into_iter().collect();
+        if leader.borrow().is_leader {
+            status.sync(&objects, &served, &leader).await;
+        }
+        // Wait for a change (or a leadership change), then let a burst of changes settle.
+        tokio::select! {
+            _ = changed.notified() => {}
+            r = leader.changed() => { if r.is_err() { return; } }
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.changed() => return,
+        }
+        tokio::time::sleep(DEBOUNCE).await;
+    }
+}
+
+/// Writes `status.loadBalancer.ingress` of served Ingresses.
+struct StatusWriter {
+    client: Client,
+    opts: ApiOptions,
+}
+
+impl StatusWriter {
+    fn new(client: Client, opts: ApiOptions) -> Self {
+        StatusWriter { client, opts }
+    }
+
+    /// The addresses Ingresses should show, or `None` when status is not managed.
+    fn desired(&self, objects: &ObjectSet) -> Option<Vec<IngressLoadBalancerIngress>> {
+        if !self.opts.update_status {
+            return None;
+        }
+        if let Some(svc) = &self.opts.publish_service {
+            let service = objects
+                .services
+                .get(&format!("{}/{}", svc.namespace, svc.name));
+            let lb = service
+                .and_then(|s| s.status.as_ref())
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|l| l.ingress.clone())
+                .unwrap_or_default();
+            let mut out: Vec<IngressLoadBalancerIngress> = lb
+                .into_iter()
+                .map(|i| IngressLoadBalancerIngress {
+                    ip: i.ip,
+                    hostname: i.hostname,
+                    ports: None,
+                })
+                .collect();
+            // ingress-nginx falls back to externalIPs when the LB has no address yet.
+            if out.is_empty() {
+                if let Some(ips) = service
+                    .and_then(|s| s.spec.as_ref())
+                    .and_then(|s| s.external_ips.clone())
+                {
+                    out = ips.into_iter().map(address).collect();
+                }
+            }
+            sort_addresses(&mut out);
+            return Some(out);
+        }
+        if !self.opts.publish_status_address.is_empty() {
+            let mut out: Vec<_> = self
+                .opts
+                .publish_status_address
+                .iter()
+                .cloned()
+                .map(address)
+                .collect();
+            sort_addresses(&mut out);
+            return Some(out);
+        }
+        None
+    }
+
+    async fn sync(
+        &mut self,
+        objects: &ObjectSet,
+        served: &HashSet<String>,
+        leader: &watch::Receiver<LeaderState>,
+    ) {
+        let Some(desired) = self.desired(objects) else {
+            return;
+        };
+        for (key, ing) in &objects.ingresses {
+            // Leadership can be lost while writing: stop at once.
+            if !leader.borrow().is_leader {
+                return;
+            }
+            let current = ing
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|l| l.ingress.clone())
+                .unwrap_or_default();
+            let want = if served.contains(key) {
+                desired.clone()
+            } else if !current.is_empty() && current == desired {
+                // No longer ours: remove the address we wrote.
+                Vec::new()
+            } else {
+                continue;
+            };
+            if current == want {
+                continue;
+            }
+            let (Some(ns), Some(name)) = (
+                ing.metadata.namespace.as_deref(),
+                ing.metadata.name.as_deref(),
+            ) else {
+                continue;
+            };
+            let status = IngressStatus {
+                load_balancer: Some(IngressLoadBalancerStatus {
+                    ingress: Some(want.clone()),
+                }),
+            };
+            let patch = serde_json::json!({ "status": status });
+            let api: Api<Ingress> = Api::namespaced(self.client.clone(), ns);
+            match api
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(ingress = %key, addresses = ?want.iter().map(show).collect::<Vec<_>>(), "updated Ingress status")
+                }
+                Err(e) => {
+                    tracing::warn!(ingress = %key, error = %e, "could not update Ingress status")
+                }
+            }
+        }
+    }
+}
+
+fn address(a: String) -> IngressLoadBalancerIngress {
+    if a.parse::<std::net::IpAddr>().is_ok() {
+        IngressLoadBalancerIngress {
+            ip: Some(a),
+            ..Default::default()
+        }
+    } else {
+        IngressLoadBalancerIngress {
+            hostname: Some(a),
+            ..Default::default()
+        }
+    }
+}
+
+fn show(a: &IngressLoadBalancerIngress) -> String {
+    a.ip.clone()
+        .or_else(|| a.hostname.clone())
+        .unwrap_or_default()
+}
+
+fn sort_addresses(v: &mut [IngressLoadBalancerIngress]) {
+    v.sort_by_key(show);
+}
+
+/// Records core/v1 Events on Ingresses.
+struct EventRecorder {
+    client: Client,
+    component: String,
+}
+
+impl EventRecorder {
+    fn new(client: Client, component: String) -> Self {
+        EventRecorder { client, component }
+    }
+
+    async fn record(&self, ing: &Ingress, reason: &str, message: &str) {
+        let Some(ns) = ing.metadata.namespace.as_deref() else {
+            return;
+        };
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let name = ing.metadata.name.clone().unwrap_or_default();
+        let event = Event {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{name}.")),
+                namespace: Some(ns.to_string()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("networking.k8s.io/v1".into()),
+                kind: Some("Ingress".into()),
+                name: Some(name),
+                namespace: Some(ns.to_string()),
+                uid: ing.metadata.uid.clone(),
+                resource_version: ing.metadata.resource_version.clone(),
+                ..Default::default()
+            },
+            reason: Some(reason.to_string()),
+            message: Some(message.to_string()),
+            type_: Some("Warning".into()),
+            count: Some(1),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            event_time: Some(MicroTime(now)),
+            reporting_component: Some(self.component.clone()),
+            reporting_instance: Some(
+                std::env::var("POD_NAME").unwrap_or_else(|_| self.component.clone()),
+            ),
+            action: Some("Sync".into()),
+            source: Some(k8s_openapi::api::core::v1::EventSource {
+                component: Some(self.component.clone()),
+                host: None,
+            }),
+            ..Default::default()
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
+            tracing::debug!(error = %e, "could not record an Event");
+        }
+    }
+}
