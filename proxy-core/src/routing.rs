@@ -213,8 +213,8 @@ impl RouteTable {
         if let Some(&i) = self.exact_hosts.get(host) {
             return Some(i);
         }
-        if let Some((_, parent)) = host.split_once('.') {
-            if !parent.is_empty() {
+        if let Some((label, parent)) = host.split_once('.') {
+            if !label.is_empty() && !parent.is_empty() {
                 if let Some(&i) = self.wildcard_hosts.get(parent) {
                     return Some(i);
                 }

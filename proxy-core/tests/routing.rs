@@ -1233,3 +1233,13 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn wildcard_needs_a_non_empty_first_label() {
+    let mut b = SnapshotBuilder::new();
+    b.add_route(Some("*.foo.com"), route(PathKind::Prefix, "/", "wild"))
+        .unwrap();
+    let s = b.build();
+    assert_eq!(s.find(".foo.com", "/"), RouteId::Default);
+    assert!(matches!(s.find("a.foo.com", "/"), RouteId::Rule { .. }));
+}
