@@ -37,6 +37,10 @@ pub struct Cli {
     #[arg(long, default_value = "ingress-nginx-leader")]
     pub election_id: String,
 
+    /// How long a leader's Lease lasts without renewal (e.g. 30s, 1m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub election_ttl: std::time::Duration,
+
     /// Address the HTTP and HTTPS listeners bind to.
     #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
     pub bind_address: IpAddr,
@@ -146,6 +150,26 @@ impl Cli {
     }
 }
 
+/// Parse a Go-style duration with a unit: `500ms`, `30s`, `2m`, `1h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("expected a duration like 30s, got {s:?}"))?;
+    let d = match unit {
+        "ms" => std::time::Duration::from_millis(n),
+        "s" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_secs(n * 60),
+        "h" => std::time::Duration::from_secs(n * 3600),
+        _ => return Err(format!("expected a duration like 30s, got {s:?}")),
+    };
+    if d.is_zero() {
+        return Err("duration must be positive".into());
+    }
+    Ok(d)
+}
+
 /// Parse `namespace/name`.
 pub fn parse_ns_name(s: &str) -> anyhow::Result<ServiceRef> {
     match s.split_once('/') {
@@ -183,6 +207,25 @@ mod tests {
         let c = Cli::try_parse_from(["weir", "--watch-ingress-without-class=false"]).unwrap();
         assert!(a.watch_ingress_without_class && b.watch_ingress_without_class);
         assert!(!c.watch_ingress_without_class);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("30s"),
+            Ok(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_duration("2m"),
+            Ok(std::time::Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_duration("500ms"),
+            Ok(std::time::Duration::from_millis(500))
+        );
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("x").is_err());
     }
 
     #[test]

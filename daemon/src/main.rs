@@ -159,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
                         &pod_namespace,
                         &cli.election_id,
                         &identity,
+                        cli.election_ttl,
                     ),
                     Some(leader_metric),
                 ),

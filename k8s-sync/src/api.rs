@@ -67,7 +67,10 @@ where
 {
     let (store, writer) = reflector::store();
     let kind = K::kind(&Default::default()).to_string();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).backoff(WatchBackoff::default()),
+    );
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut failing = false;
@@ -90,6 +93,34 @@ where
         }
     });
     store
+}
+
+/// Retry delays for broken watches: 250 ms doubling to 5 s, with jitter, reset on success.
+/// Shorter than kube-runtime's default (up to 30 s) so an API server restart is caught quickly.
+#[derive(Default)]
+struct WatchBackoff {
+    attempt: u32,
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let base = Duration::from_millis(250) * 2u32.saturating_pow(self.attempt.min(5));
+        self.attempt = self.attempt.saturating_add(1);
+        let base = base.min(Duration::from_secs(5));
+        // Up to 25% jitter so replicas do not reconnect in lockstep.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Some(base + base / 4 * (nanos % 1000) / 1000)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
 }
 
 /// Every reflector store.
@@ -390,7 +421,7 @@ impl EventRecorder {
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
         if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!(error = %e, "could not record an Event");
+            tracing::warn!(error = %e, "could not record an Event");
         }
     }
 }

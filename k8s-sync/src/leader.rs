@@ -22,7 +22,7 @@ pub struct LeaderState {
     pub is_leader: bool,
 }
 
-/// Lease parameters (ingress-nginx's defaults: 30 s lease).
+/// Lease parameters.
 #[derive(Debug, Clone)]
 pub struct LeaderConfig {
     /// Namespace of the Lease (the controller's own namespace).
@@ -40,15 +40,16 @@ pub struct LeaderConfig {
 }
 
 impl LeaderConfig {
-    /// Defaults for `name` and `identity` in `namespace`.
-    pub fn new(namespace: &str, name: &str, identity: &str) -> Self {
+    /// A Lease `name` in `namespace` held for `ttl` (ingress-nginx's `--election-ttl`, 30 s by
+    /// default); renewals are tried every `ttl / 15` and given up after `2/3 ttl`.
+    pub fn new(namespace: &str, name: &str, identity: &str, ttl: Duration) -> Self {
         LeaderConfig {
             namespace: namespace.to_string(),
             name: name.to_string(),
             identity: identity.to_string(),
-            lease_duration: Duration::from_secs(30),
-            renew_deadline: Duration::from_secs(20),
-            retry_period: Duration::from_secs(2),
+            lease_duration: ttl,
+            renew_deadline: ttl * 2 / 3,
+            retry_period: (ttl / 15).max(Duration::from_millis(200)),
         }
     }
 }
@@ -83,7 +84,11 @@ pub async fn run(
         if tx.borrow().is_leader != leader {
             tracing::info!(lease = %cfg.name, identity = %cfg.identity, leader, "leadership changed");
         }
-        tx.send_replace(LeaderState { is_leader: leader });
+        tx.send_if_modified(|state| {
+            let changed = state.is_leader != leader;
+            state.is_leader = leader;
+            changed
+        });
         if let Some(m) = &metric {
             m.with_label_values(&[&cfg.name]).set(i64::from(leader));
         }

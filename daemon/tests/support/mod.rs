@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod testenv;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -181,14 +183,65 @@ impl Weir {
 
     /// Start without waiting.
     pub fn spawn(dir: &Path, extra: &[&str]) -> Weir {
+        Self::spawn_with(&["--manifests".as_ref(), dir.as_os_str()], extra)
+    }
+
+    /// Start in API mode with `kubeconfig` and wait until /healthz says ready (first full sync).
+    pub fn start_api(kubeconfig: &Path, extra: &[&str]) -> Weir {
+        let mut w = Self::spawn_with(&["--kubeconfig".as_ref(), kubeconfig.as_os_str()], extra);
+        let admin = w.admin;
+        poll(
+            Duration::from_secs(30),
+            "weir /healthz to answer 200",
+            || {
+                if let Ok(Some(status)) = w.child.try_wait() {
+                    panic!("weir exited early ({status}):\n{}", w.log());
+                }
+                get(admin, "localhost", "/healthz", &[])
+                    .ok()
+                    .filter(|r| r.status == 200)
+            },
+        );
+        w
+    }
+
+    /// Start in API mode as Pod `pod` of namespace `namespace` (leader election identity).
+    pub fn start_api_as(kubeconfig: &Path, pod: &str, namespace: &str, extra: &[&str]) -> Weir {
+        let mut w = Self::spawn_env(
+            &["--kubeconfig".as_ref(), kubeconfig.as_os_str()],
+            extra,
+            &[("POD_NAME", pod), ("POD_NAMESPACE", namespace)],
+        );
+        let admin = w.admin;
+        poll(
+            Duration::from_secs(30),
+            "weir /healthz to answer 200",
+            || {
+                if let Ok(Some(status)) = w.child.try_wait() {
+                    panic!("weir exited early ({status}):\n{}", w.log());
+                }
+                get(admin, "localhost", "/healthz", &[])
+                    .ok()
+                    .filter(|r| r.status == 200)
+            },
+        );
+        w
+    }
+
+    /// Start with the given source flags, without waiting.
+    pub fn spawn_with(source: &[&std::ffi::OsStr], extra: &[&str]) -> Weir {
+        Self::spawn_env(source, extra, &[])
+    }
+
+    /// Start with source flags, extra flags and environment, without waiting.
+    pub fn spawn_env(source: &[&std::ffi::OsStr], extra: &[&str], env: &[(&str, &str)]) -> Weir {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("weir.log");
         let logfile = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("--manifests")
-            .arg(dir)
+            .args(source)
             .args(["--bind-address", "127.0.0.1", "--healthz-host", "127.0.0.1"])
             .args(["--http-port", &http.port().to_string()])
             .args(["--healthz-port", &admin.port().to_string()])
@@ -196,6 +249,7 @@ impl Weir {
             .args(["--worker-threads", "2", "--worker-shutdown-timeout", "1"])
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(logfile.try_clone().unwrap())
             .stderr(logfile)
@@ -208,6 +262,17 @@ impl Weir {
             log,
             _logdir: logdir,
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kill the process at once (SIGKILL), as a crashed node would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Everything weir logged so far.
@@ -232,6 +297,23 @@ impl Weir {
         let r = get(self.admin, "localhost", "/metrics", &[]).unwrap();
         assert_eq!(r.status, 200);
         Metrics(r.body)
+    }
+
+    /// Poll `f` like [`poll`], but on timeout show weir's log.
+    pub fn poll<T>(&self, deadline: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "timed out after {deadline:?} waiting for {what}; weir log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Poll the log until it contains `needle`.

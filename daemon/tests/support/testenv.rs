@@ -1,0 +1,261 @@
+//! A real Kubernetes API server for tests: `testenv/build.sh` builds it (cached), `start.sh`
+//! runs it with etcd on loopback, `stop.sh` stops it. Nothing here skips: if the server cannot
+//! be built or started, the test fails with the scripts' output.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::poll;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Build the test API server once per test binary; its path.
+fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new(repo().join("testenv/build.sh"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("testenv/build.sh runs");
+        assert!(
+            out.status.success(),
+            "testenv/build.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        PathBuf::from(
+            stdout
+                .lines()
+                .last()
+                .expect("build.sh prints the binary path")
+                .trim(),
+        )
+    })
+}
+
+/// A running API server with etcd; stopped on drop.
+pub struct TestEnv {
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl TestEnv {
+    /// Start a fresh API server (watch cache off, so resuming a compacted revision gets 410).
+    pub fn start() -> TestEnv {
+        let bin = binary();
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(repo().join("testenv/start.sh"))
+            .arg(dir.path())
+            .env("WEIR_TESTENV_APISERVER", bin)
+            .env("WEIR_TESTENV_APISERVER_ARGS", "--watch-cache=false")
+            .stdin(Stdio::null())
+            .output()
+            .expect("testenv/start.sh runs");
+        assert!(
+            out.status.success(),
+            "testenv/start.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kubeconfig = dir.path().join("kubeconfig");
+        assert!(kubeconfig.exists(), "start.sh wrote no kubeconfig");
+        TestEnv { dir, kubeconfig }
+    }
+
+    /// The kubeconfig for kubectl and weir.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Run kubectl; panics with its output on failure.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        self.kubectl_in(args, None)
+    }
+
+    fn kubectl_in(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl is installed");
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kubectl apply -f -`.
+    pub fn apply(&self, yaml: &str) {
+        self.kubectl_in(&["apply", "-f", "-"], Some(yaml));
+    }
+
+    /// Set a Service's load-balancer address, as a cloud controller would.
+    pub fn set_lb_address(&self, ns: &str, name: &str, ip: &str) {
+        let patch = format!(r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{ip}"}}]}}}}}}"#);
+        self.kubectl(&[
+            "-n",
+            ns,
+            "patch",
+            "service",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ]);
+    }
+
+    fn pid_of(&self, name: &str) -> Option<u32> {
+        let pids = std::fs::read_to_string(self.dir.path().join("pids")).ok()?;
+        pids.lines().find_map(|l| {
+            let (pid, n) = l.split_once(' ')?;
+            (n.trim() == name).then(|| pid.parse().ok()).flatten()
+        })
+    }
+
+    fn cmdline(pid: u32) -> Vec<String> {
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        raw.split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    }
+
+    /// Stop the API server (etcd keeps running); remembers how to start it again.
+    pub fn stop_apiserver(&self) {
+        let pid = self.pid_of("apiserver").expect("API server pid");
+        let cmd = Self::cmdline(pid);
+        assert!(!cmd.is_empty(), "API server {pid} is not running");
+        std::fs::write(self.dir.path().join("apiserver.cmdline"), cmd.join("\0")).unwrap();
+        // SIGKILL: a crash, and no wait for the graceful drain of open watches.
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        poll(Duration::from_secs(10), "the API server to exit", || {
+            (!Path::new(&format!("/proc/{pid}/cmdline")).exists() || Self::cmdline(pid).is_empty())
+                .then_some(())
+        });
+        self.wait_status(false);
+    }
+
+    /// Start the API server again on the same port and certificates.
+    pub fn start_apiserver(&self) {
+        let cmd = std::fs::read_to_string(self.dir.path().join("apiserver.cmdline"))
+            .expect("stopped before");
+        let cmd: Vec<&str> = cmd.split('\0').collect();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir.path().join("apiserver.log"))
+            .unwrap();
+        let child = Command::new(cmd[0])
+            .args(&cmd[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("API server restarts");
+        let pids = std::fs::read_to_string(self.dir.path().join("pids")).unwrap();
+        let kept: Vec<&str> = pids
+            .lines()
+            .filter(|l| !l.ends_with(" apiserver"))
+            .collect();
+        std::fs::write(
+            self.dir.path().join("pids"),
+            format!("{}\n{} apiserver\n", kept.join("\n"), child.id()),
+        )
+        .unwrap();
+        std::mem::forget(child);
+        self.wait_status(true);
+    }
+
+    fn wait_status(&self, up: bool) {
+        poll(
+            Duration::from_secs(30),
+            if up {
+                "API server ready"
+            } else {
+                "API server down"
+            },
+            || {
+                let ok = Command::new("kubectl")
+                    .arg("--kubeconfig")
+                    .arg(&self.kubeconfig)
+                    .args(["get", "--raw", "/readyz", "--request-timeout=2s"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                (ok == up).then_some(())
+            },
+        );
+    }
+
+    /// Compact etcd up to its current revision, so watches resuming from older revisions get
+    /// 410 Gone and must re-list.
+    pub fn compact(&self) {
+        let etcd = self.pid_of("etcd").expect("etcd pid");
+        let cmd = Self::cmdline(etcd);
+        let url = cmd
+            .iter()
+            .position(|a| a == "--listen-client-urls")
+            .and_then(|i| cmd.get(i + 1))
+            .expect("etcd client URL")
+            .clone();
+        let post = |path: &str, body: &str| -> String {
+            let out = Command::new("curl")
+                .args(["-sf", "-X", "POST", &format!("{url}{path}"), "-d", body])
+                .output()
+                .expect("curl runs");
+            assert!(
+                out.status.success(),
+                "etcd {path} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let status: serde_json::Value =
+            serde_json::from_str(&post("/v3/kv/range", r#"{"key":"AA=="}"#)).unwrap();
+        let rev = status["header"]["revision"]
+            .as_str()
+            .expect("etcd revision")
+            .to_string();
+        post(
+            "/v3/kv/compaction",
+            &format!(r#"{{"revision":"{rev}","physical":true}}"#),
+        );
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("testenv/stop.sh"))
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .output();
+    }
+}
