@@ -1,5 +1,8 @@
 //! The health and metrics listener: `/healthz` for the load balancer, `/metrics` for Prometheus.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
@@ -9,10 +12,25 @@ use proxy_core::SnapshotHandle;
 
 /// Serves `/healthz` and `/metrics`.
 pub struct AdminApp {
-    /// Readiness comes from whether a snapshot has been published.
+    /// Readiness comes from whether a snapshot has been published...
     pub snapshot: SnapshotHandle,
+    /// ...and whether the proxy listener accepts connections (checked with a connect).
+    pub proxy_addr: SocketAddr,
     /// The registry every metric is registered in.
     pub registry: Registry,
+}
+
+/// Where to connect to reach a listener bound to `bind` (the unspecified address → loopback).
+pub fn local_target(bind: SocketAddr) -> SocketAddr {
+    match bind.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, bind.port()))
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv6Addr::LOCALHOST, bind.port()))
+        }
+        _ => bind,
+    }
 }
 
 fn text(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -29,14 +47,21 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         match session.req_header().uri.path() {
             "/healthz" => {
-                if self.snapshot.is_ready() {
-                    text(StatusCode::OK, "text/plain", b"ok".to_vec())
-                } else {
-                    text(
+                if !self.snapshot.is_ready() {
+                    return text(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "text/plain",
                         b"configuration not loaded yet".to_vec(),
-                    )
+                    );
+                }
+                let connect = tokio::net::TcpStream::connect(self.proxy_addr);
+                match tokio::time::timeout(Duration::from_secs(1), connect).await {
+                    Ok(Ok(_)) => text(StatusCode::OK, "text/plain", b"ok".to_vec()),
+                    _ => text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        b"proxy listener not accepting connections".to_vec(),
+                    ),
                 }
             }
             "/metrics" => {
@@ -53,5 +78,18 @@ impl ServeHttp for AdminApp {
             }
             _ => text(StatusCode::NOT_FOUND, "text/plain", b"not found".to_vec()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_bind_addresses_are_reached_on_loopback() {
+        let t = |s: &str| local_target(s.parse().unwrap()).to_string();
+        assert_eq!(t("0.0.0.0:80"), "127.0.0.1:80");
+        assert_eq!(t("[::]:443"), "[::1]:443");
+        assert_eq!(t("10.1.2.3:8080"), "10.1.2.3:8080");
     }
 }

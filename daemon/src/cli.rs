@@ -16,7 +16,7 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
 
-    /// Kubeconfig file for API mode (default: in-cluster config, then $KUBECONFIG, then ~/.kube/config).
+    /// Kubeconfig file for API mode (default: $KUBECONFIG or ~/.kube/config, then the in-cluster config).
     #[arg(long, value_name = "FILE", conflicts_with = "manifests")]
     pub kubeconfig: Option<PathBuf>,
 
@@ -25,7 +25,7 @@ pub struct Cli {
     #[arg(long, value_name = "NAMESPACE/NAME")]
     pub publish_service: Option<String>,
 
-    /// Comma-separated addresses written to Ingress status instead of --publish-service's.
+    /// Comma-separated addresses written to Ingress status; takes precedence over --publish-service.
     #[arg(long, value_name = "ADDRESSES", value_delimiter = ',')]
     pub publish_status_address: Vec<String>,
 

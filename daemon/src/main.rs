@@ -147,8 +147,8 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
                 update_status: cli.update_status,
                 component: "weir-ingress-controller".into(),
             };
-            let leader_metric =
-                k8s_sync::leader::register_metric(&registry).context("registering metrics")?;
+            let leader_metric = k8s_sync::leader::register_metric(&registry, &labels)
+                .context("registering metrics")?;
             Box::new(pingora::services::background::background_service(
                 "weir kubernetes",
                 services::ApiSync::new(
@@ -197,6 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
         "weir admin".to_string(),
         admin::AdminApp {
             snapshot: handle,
+            proxy_addr: admin::local_target(http_addr),
             registry,
         },
     );

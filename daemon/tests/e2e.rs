@@ -257,6 +257,19 @@ fn round_robin_and_retry_past_dead_endpoints() {
             "connect failures are retried on another endpoint"
         );
     }
+
+    // Nothing to retry on: 502 with a page, as nginx.
+    m.write("svc3.yaml", &service("ns", "dead", &[dead]));
+    m.write(
+        "ing2.yaml",
+        &ingress("ns", "j", &[("dead.test", "Prefix", "/", "dead")]),
+    );
+    let r = w.poll(Duration::from_secs(3), "dead.test routed", || {
+        Some(w.get("dead.test", "/")).filter(|r| r.status != 404)
+    });
+    assert_eq!(r.status, 502);
+    assert!(r.body.contains("502 Bad Gateway"), "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("text/html"));
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! API mode: kube-rs reflectors on IngressClass, Ingress, Service, EndpointSlice, Secret and
-//! ConfigMap feed the same [`Syncer`] as file mode.
+//! API mode: kube-rs reflectors on IngressClass, Ingress, Service, EndpointSlice and TLS Secrets
+//! feed the same [`Syncer`] as file mode.
 //!
 //! - Nothing is published until every reflector has listed once (so `/healthz` turns ready only
 //!   after the first complete sync).
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, ObjectReference, Secret, Service};
+use k8s_openapi::api::core::v1::{Event, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{
     Ingress, IngressClass, IngressLoadBalancerIngress, IngressLoadBalancerStatus, IngressStatus,
@@ -130,7 +130,6 @@ struct Stores {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
-    config_maps: Store<ConfigMap>,
 }
 
 impl Stores {
@@ -147,10 +146,9 @@ impl Stores {
             ),
             secrets: reflect(
                 api_for(client, ns),
-                all.clone().fields("type=kubernetes.io/tls"),
+                all.fields("type=kubernetes.io/tls"),
                 changed.clone(),
             ),
-            config_maps: reflect(api_for(client, ns), all, changed.clone()),
         }
     }
 
@@ -161,7 +159,6 @@ impl Stores {
             self.services.wait_until_ready(),
             self.slices.wait_until_ready(),
             self.secrets.wait_until_ready(),
-            self.config_maps.wait_until_ready(),
         );
     }
 
@@ -178,7 +175,7 @@ impl Stores {
             services: into_map(self.services.state()),
             endpoint_slices: into_map(self.slices.state()),
             secrets: into_map(self.secrets.state()),
-            config_maps: into_map(self.config_maps.state()),
+            config_maps: BTreeMap::new(),
         }
     }
 }
@@ -194,6 +191,14 @@ pub async fn run(
 ) {
     let changed = Arc::new(Notify::new());
     let stores = Stores::start(&client, opts.watch_namespace.as_deref(), &changed);
+    // The publish Service may live outside --watch-namespace: watch it on its own.
+    let publish: Option<Store<Service>> = opts.publish_service.as_ref().map(|svc| {
+        reflect(
+            Api::namespaced(client.clone(), &svc.namespace),
+            watcher::Config::default().fields(&format!("metadata.name={}", svc.name)),
+            changed.clone(),
+        )
+    });
     tokio::select! {
         _ = stores.wait_ready() => {}
         _ = shutdown.changed() => return,
@@ -214,7 +219,13 @@ pub async fn run(
         }
         let served: HashSet<String> = report.served_keys.into_iter().collect();
         if leader.borrow().is_leader {
-            status.sync(&objects, &served, &leader).await;
+            let publish_svc = publish.as_ref().and_then(|p| p.state().into_iter().next());
+            if publish.is_some() && publish_svc.is_none() {
+                tracing::debug!("publish Service not found (yet); Ingress status left as is");
+            }
+            status
+                .sync(&objects, publish_svc.as_deref(), &served, &leader)
+                .await;
         }
         // Wait for a change (or a leadership change), then let a burst of changes settle.
         tokio::select! {
@@ -231,47 +242,26 @@ pub async fn run(
 struct StatusWriter {
     client: Client,
     opts: ApiOptions,
+    /// Ingresses this process wrote an address to (cleared when they stop being served).
+    written: HashSet<String>,
 }
 
 impl StatusWriter {
     fn new(client: Client, opts: ApiOptions) -> Self {
-        StatusWriter { client, opts }
+        StatusWriter {
+            client,
+            opts,
+            written: HashSet::new(),
+        }
     }
 
-    /// The addresses Ingresses should show, or `None` when status is not managed.
-    fn desired(&self, objects: &ObjectSet) -> Option<Vec<IngressLoadBalancerIngress>> {
+    /// The addresses Ingresses should show, or `None` when status is not managed (or the
+    /// publish Service is not known yet: never clear status because of a missing object).
+    fn desired(&self, publish: Option<&Service>) -> Option<Vec<IngressLoadBalancerIngress>> {
         if !self.opts.update_status {
             return None;
         }
-        if let Some(svc) = &self.opts.publish_service {
-            let service = objects
-                .services
-                .get(&format!("{}/{}", svc.namespace, svc.name));
-            let lb = service
-                .and_then(|s| s.status.as_ref())
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|l| l.ingress.clone())
-                .unwrap_or_default();
-            let mut out: Vec<IngressLoadBalancerIngress> = lb
-                .into_iter()
-                .map(|i| IngressLoadBalancerIngress {
-                    ip: i.ip,
-                    hostname: i.hostname,
-                    ports: None,
-                })
-                .collect();
-            // ingress-nginx falls back to externalIPs when the LB has no address yet.
-            if out.is_empty() {
-                if let Some(ips) = service
-                    .and_then(|s| s.spec.as_ref())
-                    .and_then(|s| s.external_ips.clone())
-                {
-                    out = ips.into_iter().map(address).collect();
-                }
-            }
-            sort_addresses(&mut out);
-            return Some(out);
-        }
+        // As ingress-nginx: static addresses win over the publish Service.
         if !self.opts.publish_status_address.is_empty() {
             let mut out: Vec<_> = self
                 .opts
@@ -283,16 +273,44 @@ impl StatusWriter {
             sort_addresses(&mut out);
             return Some(out);
         }
-        None
+        self.opts.publish_service.as_ref()?;
+        let service = publish?;
+        let mut out: Vec<IngressLoadBalancerIngress> = service
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|l| l.ingress.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| IngressLoadBalancerIngress {
+                ip: i.ip,
+                hostname: i.hostname,
+                ports: None,
+            })
+            .collect();
+        // externalIPs of the Service are published too.
+        for ip in service
+            .spec
+            .as_ref()
+            .and_then(|s| s.external_ips.clone())
+            .unwrap_or_default()
+        {
+            if !out.iter().any(|a| a.ip.as_deref() == Some(ip.as_str())) {
+                out.push(address(ip));
+            }
+        }
+        sort_addresses(&mut out);
+        Some(out)
     }
 
     async fn sync(
         &mut self,
         objects: &ObjectSet,
+        publish: Option<&Service>,
         served: &HashSet<String>,
         leader: &watch::Receiver<LeaderState>,
     ) {
-        let Some(desired) = self.desired(objects) else {
+        let Some(desired) = self.desired(publish) else {
             return;
         };
         for (key, ing) in &objects.ingresses {
@@ -308,13 +326,16 @@ impl StatusWriter {
                 .unwrap_or_default();
             let want = if served.contains(key) {
                 desired.clone()
-            } else if !current.is_empty() && current == desired {
-                // No longer ours: remove the address we wrote.
+            } else if self.written.contains(key) {
+                // No longer ours: remove the address this controller wrote.
                 Vec::new()
             } else {
                 continue;
             };
             if current == want {
+                if want.is_empty() {
+                    self.written.remove(key);
+                }
                 continue;
             }
             let (Some(ns), Some(name)) = (
@@ -335,7 +356,12 @@ impl StatusWriter {
                 .await
             {
                 Ok(_) => {
-                    tracing::info!(ingress = %key, addresses = ?want.iter().map(show).collect::<Vec<_>>(), "updated Ingress status")
+                    tracing::info!(ingress = %key, addresses = ?want.iter().map(show).collect::<Vec<_>>(), "updated Ingress status");
+                    if want.is_empty() {
+                        self.written.remove(key);
+                    } else {
+                        self.written.insert(key.clone());
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(ingress = %key, error = %e, "could not update Ingress status")

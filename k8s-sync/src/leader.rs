@@ -41,24 +41,31 @@ pub struct LeaderConfig {
 
 impl LeaderConfig {
     /// A Lease `name` in `namespace` held for `ttl` (ingress-nginx's `--election-ttl`, 30 s by
-    /// default); renewals are tried every `ttl / 15` and given up after `2/3 ttl`.
+    /// default); as ingress-nginx, renewals are tried every `ttl / 4` and given up after `ttl / 2`.
     pub fn new(namespace: &str, name: &str, identity: &str, ttl: Duration) -> Self {
         LeaderConfig {
             namespace: namespace.to_string(),
             name: name.to_string(),
             identity: identity.to_string(),
             lease_duration: ttl,
-            renew_deadline: ttl * 2 / 3,
-            retry_period: (ttl / 15).max(Duration::from_millis(200)),
+            renew_deadline: ttl / 2,
+            retry_period: (ttl / 4).max(Duration::from_millis(200)),
         }
     }
 }
 
 /// `nginx_ingress_controller_leader_election_status{name}`.
-pub fn register_metric(registry: &Registry) -> prometheus::Result<IntGaugeVec> {
+pub fn register_metric(
+    registry: &Registry,
+    const_labels: &std::collections::HashMap<String, String>,
+) -> prometheus::Result<IntGaugeVec> {
     let g = IntGaugeVec::new(
-        Opts::new("leader_election_status", "Gauge reporting status of the leader election, 0 indicates follower, 1 indicates leader.")
-            .namespace(proxy_core::metrics::NAMESPACE),
+        Opts::new(
+            "leader_election_status",
+            "Gauge reporting status of the leader election, 0 indicates follower, 1 indicates leader.",
+        )
+        .namespace(proxy_core::metrics::NAMESPACE)
+        .const_labels(const_labels.clone()),
         &["name"],
     )?;
     registry.register(Box::new(g.clone()))?;

@@ -318,7 +318,7 @@ impl<'a> Resolver<'a> {
         let Some(svc_port) = svc_port else {
             let wanted = match port {
                 PortRef::Number(n) => format!("port {n}"),
-                PortRef::Name(n) => format!("a port named {n:?}"),
+                PortRef::Name(n) => format!("port named {n:?}"),
             };
             return Err(format!("Service {svc_key} has no {wanted}"));
         };

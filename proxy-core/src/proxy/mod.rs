@@ -238,7 +238,28 @@ impl ProxyHttp for WeirProxy {
     ) -> FailToProxy {
         let code = error_status(e);
         if code > 0 {
-            if let Err(err) = session.respond_error(code).await {
+            let sent = match pages::error_page(code) {
+                Some(page) => {
+                    let mut resp = pingora::protocols::http::error_resp::gen_error_response(code);
+                    let headers = resp
+                        .insert_header(http::header::CONTENT_TYPE, "text/html")
+                        .and_then(|_| resp.set_content_length(page.len()));
+                    match headers {
+                        Ok(()) => {
+                            session
+                                .as_downstream_mut()
+                                .write_error_response(
+                                    resp,
+                                    bytes::Bytes::from_static(page.as_bytes()),
+                                )
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                None => session.respond_error(code).await,
+            };
+            if let Err(err) = sent {
                 tracing::debug!(error = %err, "could not send the error response");
             }
         }

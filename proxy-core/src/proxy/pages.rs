@@ -14,6 +14,24 @@ pub const UNAVAILABLE_PAGE: &str = "<html>\r\n<head><title>503 Service Temporari
 /// Body of the 400 sent for requests the proxy cannot route (bad path).
 pub const BAD_REQUEST_PAGE: &str = "<html>\r\n<head><title>400 Bad Request</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n";
 
+/// Body of the 502 sent when the upstream failed.
+pub const BAD_GATEWAY_PAGE: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n";
+
+/// Body of the 504 sent when the upstream timed out.
+pub const GATEWAY_TIMEOUT_PAGE: &str = "<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n<center><h1>504 Gateway Time-out</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n";
+
+/// The page for an error status the proxy generates, if it has one.
+pub fn error_page(status: u16) -> Option<&'static str> {
+    match status {
+        400 => Some(BAD_REQUEST_PAGE),
+        404 => Some(NOT_FOUND_PAGE),
+        502 => Some(BAD_GATEWAY_PAGE),
+        503 => Some(UNAVAILABLE_PAGE),
+        504 => Some(GATEWAY_TIMEOUT_PAGE),
+        _ => None,
+    }
+}
+
 /// Write a complete small HTML response and keep the connection reusable.
 pub async fn respond(session: &mut Session, status: u16, body: &'static str) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(3))?;
