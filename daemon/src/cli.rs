@@ -85,6 +85,10 @@ pub struct Cli {
     #[arg(long, value_name = "NAMESPACE/NAME")]
     pub default_backend_service: Option<String>,
 
+    /// ConfigMap (namespace/name) with global options (proxy timeouts and retries).
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub configmap: Option<String>,
+
     /// Worker threads of the proxy (default: one per CPU).
     #[arg(long, value_name = "N")]
     pub worker_threads: Option<usize>,
@@ -133,6 +137,12 @@ impl Cli {
                 }
             }
         }
+        let configmap = self
+            .configmap
+            .as_deref()
+            .map(parse_ns_name)
+            .transpose()
+            .context("--configmap")?;
         if let Some(p) = &self.publish_service {
             parse_ns_name(p).context("--publish-service")?;
         }
@@ -146,6 +156,7 @@ impl Cli {
             watch_ingress_without_class: self.watch_ingress_without_class,
             watch_namespace: self.watch_namespace.clone().filter(|n| !n.is_empty()),
             default_backend_service,
+            configmap,
         })
     }
 }

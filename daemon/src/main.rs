@@ -145,6 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
                     .transpose()?,
                 publish_status_address: cli.publish_status_address.clone(),
                 update_status: cli.update_status,
+                configmap: opts.configmap.clone(),
                 component: "weir-ingress-controller".into(),
             };
             let leader_metric = k8s_sync::leader::register_metric(&registry, &labels)

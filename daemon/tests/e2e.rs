@@ -644,3 +644,68 @@ fn quickstart_manifests_route_as_the_readme_says() {
         Some(true)
     );
 }
+
+#[test]
+fn configmap_options_set_timeouts_and_retries() {
+    let a = EchoServer::start("a").unwrap();
+    let dead = closed_addr();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write(
+        "svc.yaml",
+        &[
+            service("ns", "slow", &[a.addr()]),
+            service("ns", "flaky", &[a.addr(), dead]),
+        ]
+        .join("---\n"),
+    );
+    m.write(
+        "ing.yaml",
+        &ingress(
+            "ns",
+            "i",
+            &[
+                ("slow.test", "Prefix", "/", "slow"),
+                ("flaky.test", "Prefix", "/", "flaky"),
+            ],
+        ),
+    );
+    let config = |tries: u8| {
+        format!(
+            "apiVersion: v1
+kind: ConfigMap
+metadata: {{name: weir-config, namespace: weir}}
+data:
+  proxy-read-timeout: \"1\"
+  proxy-next-upstream-tries: \"{tries}\"
+  enable-brotli: \"true\"
+"
+        )
+    };
+    m.write("config.yaml", &config(1));
+    let w = Weir::start(
+        m.path(),
+        &["--configmap", "weir/weir-config", "--watch-namespace", "ns"],
+    );
+
+    let r = w.get("slow.test", "/?delay_ms=2500");
+    assert_eq!(r.status, 504, "proxy-read-timeout 1s: {r:?}");
+    assert!(r.body.contains("504 Gateway Time-out"));
+    assert_eq!(w.get("slow.test", "/?delay_ms=10").server(), "a");
+
+    // One try: round robin sends every other request to the dead endpoint.
+    let statuses: Vec<u16> = (0..6).map(|_| w.get("flaky.test", "/").status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 502).count(),
+        3,
+        "{statuses:?}"
+    );
+    w.wait_log("enable-brotli");
+
+    m.write("config.yaml", &config(3));
+    w.poll(Duration::from_secs(3), "retries back on", || {
+        (0..6)
+            .all(|_| w.get("flaky.test", "/").status == 200)
+            .then_some(())
+    });
+}

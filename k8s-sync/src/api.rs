@@ -1,5 +1,5 @@
-//! API mode: kube-rs reflectors on IngressClass, Ingress, Service, EndpointSlice and TLS Secrets
-//! feed the same [`Syncer`] as file mode.
+//! API mode: kube-rs reflectors on IngressClass, Ingress, Service, EndpointSlice, TLS Secrets and
+//! the `--configmap` ConfigMap feed the same [`Syncer`] as file mode.
 //!
 //! - Nothing is published until every reflector has listed once (so `/healthz` turns ready only
 //!   after the first complete sync).
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, ObjectReference, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{
     Ingress, IngressClass, IngressLoadBalancerIngress, IngressLoadBalancerStatus, IngressStatus,
@@ -44,6 +44,8 @@ pub struct ApiOptions {
     pub publish_status_address: Vec<String>,
     /// `--update-status`: write Ingress status at all.
     pub update_status: bool,
+    /// `--configmap`: the ConfigMap of global options, watched by name.
+    pub configmap: Option<ServiceRef>,
     /// Name of this controller, the `source.component` of its Events.
     pub component: String,
 }
@@ -130,10 +132,16 @@ struct Stores {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
+    config_map: Option<Store<ConfigMap>>,
 }
 
 impl Stores {
-    fn start(client: &Client, ns: Option<&str>, changed: &Arc<Notify>) -> Stores {
+    fn start(
+        client: &Client,
+        ns: Option<&str>,
+        configmap: Option<&ServiceRef>,
+        changed: &Arc<Notify>,
+    ) -> Stores {
         let all = watcher::Config::default();
         Stores {
             classes: reflect(Api::all(client.clone()), all.clone(), changed.clone()),
@@ -146,9 +154,16 @@ impl Stores {
             ),
             secrets: reflect(
                 api_for(client, ns),
-                all.fields("type=kubernetes.io/tls"),
+                all.clone().fields("type=kubernetes.io/tls"),
                 changed.clone(),
             ),
+            config_map: configmap.map(|c| {
+                reflect(
+                    Api::namespaced(client.clone(), &c.namespace),
+                    all.fields(&format!("metadata.name={}", c.name)),
+                    changed.clone(),
+                )
+            }),
         }
     }
 
@@ -160,6 +175,9 @@ impl Stores {
             self.slices.wait_until_ready(),
             self.secrets.wait_until_ready(),
         );
+        if let Some(cm) = &self.config_map {
+            let _ = cm.wait_until_ready().await;
+        }
     }
 
     fn objects(&self) -> ObjectSet {
@@ -175,7 +193,11 @@ impl Stores {
             services: into_map(self.services.state()),
             endpoint_slices: into_map(self.slices.state()),
             secrets: into_map(self.secrets.state()),
-            config_maps: BTreeMap::new(),
+            config_maps: self
+                .config_map
+                .as_ref()
+                .map(|c| into_map(c.state()))
+                .unwrap_or_default(),
         }
     }
 }
@@ -190,7 +212,12 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let changed = Arc::new(Notify::new());
-    let stores = Stores::start(&client, opts.watch_namespace.as_deref(), &changed);
+    let stores = Stores::start(
+        &client,
+        opts.watch_namespace.as_deref(),
+        opts.configmap.as_ref(),
+        &changed,
+    );
     // The publish Service may live outside --watch-namespace: watch it on its own.
     let publish: Option<Store<Service>> = opts.publish_service.as_ref().map(|svc| {
         reflect(

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod class;
+pub mod config;
 pub mod leader;
 pub mod manifests;
 pub mod metrics;
@@ -39,6 +40,8 @@ pub struct SyncOptions {
     pub watch_namespace: Option<String>,
     /// `--default-backend-service`: where unmatched requests go instead of the built-in 404.
     pub default_backend_service: Option<ServiceRef>,
+    /// `--configmap`: the ConfigMap (namespace/name) holding global options.
+    pub configmap: Option<ServiceRef>,
 }
 
 impl Default for SyncOptions {
@@ -50,6 +53,7 @@ impl Default for SyncOptions {
             watch_ingress_without_class: false,
             watch_namespace: None,
             default_backend_service: None,
+            configmap: None,
         }
     }
 }

@@ -7,6 +7,7 @@ use proxy_core::{PoolCache, SnapshotHandle};
 use tokio::sync::watch;
 
 use crate::class::{ClassDecision, ClassFilter};
+use crate::config::GlobalConfig;
 use crate::manifests::{ManifestDir, ManifestError};
 use crate::metrics::SyncMetrics;
 use crate::objects::ObjectSet;
@@ -48,6 +49,7 @@ pub struct Syncer {
     first_seen: HashMap<String, i64>,
     reported_sources: Vec<ManifestError>,
     reported_warnings: HashSet<(String, String)>,
+    reported_config: Vec<(String, String)>,
 }
 
 fn unix_now() -> i64 {
@@ -69,6 +71,7 @@ impl Syncer {
             first_seen: HashMap::new(),
             reported_sources: Vec::new(),
             reported_warnings: HashSet::new(),
+            reported_config: Vec::new(),
         }
     }
 
@@ -86,6 +89,13 @@ impl Syncer {
             Some(ns) => {
                 scoped = objects.clone();
                 scoped.restrict_to_namespace(ns);
+                // The --configmap may live outside the watched namespace.
+                if let Some(c) = &self.opts.configmap {
+                    let key = format!("{}/{}", c.namespace, c.name);
+                    if let Some(cm) = objects.config_maps.get(&key) {
+                        scoped.config_maps.insert(key, cm.clone());
+                    }
+                }
                 &scoped
             }
             None => objects,
@@ -139,6 +149,27 @@ impl Syncer {
         self.first_seen
             .retain(|k, _| objects.ingresses.contains_key(k));
 
+        let config_map = self.opts.configmap.as_ref().and_then(|c| {
+            objects
+                .config_maps
+                .get(&format!("{}/{}", c.namespace, c.name))
+        });
+        let (global, problems) = GlobalConfig::from_config_map(config_map);
+        let problems: Vec<(String, String)> =
+            problems.into_iter().map(|p| (p.key, p.message)).collect();
+        for (key, message) in &problems {
+            if !self
+                .reported_config
+                .contains(&(key.clone(), message.clone()))
+            {
+                tracing::warn!(configmap_key = %key, problem = %message, "ConfigMap option not applied");
+                if let Some(m) = &self.metrics {
+                    m.rejected.with_label_values(&["ConfigMap", "option"]).inc();
+                }
+            }
+        }
+        self.reported_config = problems;
+
         let valid: Vec<&ValidIngress> = self.accepted.values().collect();
         report.served_keys = self.accepted.keys().cloned().collect();
         report.served_keys.sort();
@@ -146,6 +177,7 @@ impl Syncer {
             objects,
             &valid,
             self.opts.default_backend_service.as_ref(),
+            &global.policy,
             &self.pools,
         );
         let snapshot = translation.builder.build();

@@ -370,6 +370,7 @@ pub fn translate(
     objects: &ObjectSet,
     ingresses: &[&ValidIngress],
     default_backend_service: Option<&ServiceRef>,
+    base_policy: &RoutePolicy,
     pools: &PoolCache,
 ) -> Translation {
     let mut ingresses: Vec<&ValidIngress> = ingresses.to_vec();
@@ -377,7 +378,7 @@ pub fn translate(
     let mut resolver = Resolver::new(objects, pools);
     let mut builder = SnapshotBuilder::new();
     let mut warnings = Vec::new();
-    let policy = Arc::new(RoutePolicy::default());
+    let policy = Arc::new(base_policy.clone());
     let mut catch_all: Option<DefaultRoute> = None;
     let mut hosts_seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for ing in &ingresses {
