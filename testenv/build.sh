@@ -62,6 +62,9 @@ APTOPTS=(
   -o Dir::Etc::SourceParts=/dev/null
   -o Dir::State::Lists="$APT/lists"
   -o Dir::Cache="$APT/cache"
+  -o Dir::Cache::pkgcache="$APT/cache/pkgcache.bin"
+  -o Dir::Cache::srcpkgcache="$APT/cache/srcpkgcache.bin"
+  -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
   -o Dir::State::status="$APT/status"
   -o APT::Install-Recommends=false
   -o APT::Get::Show-Versions=false
@@ -82,7 +85,14 @@ resolve() {
   apt-get "${APTOPTS[@]}" -s install "${PKGS[@]}" 2>&1 \
     | awk '$1=="Inst" {gsub(/[()]/,"",$3); print $2"="$3}' | grep '^golang-' | sort
 }
-CLOSURE="$(resolve || true)"
+# Resolving takes seconds; remember the answer for these lists.
+LISTS_KEY="$(cat "$APT/lists/"*Release "$APT/status" | sha256sum | cut -c1-16)-$(echo "${PKGS[*]}" | sha256sum | cut -c1-8)"
+if [ -s "$APT/closure-$LISTS_KEY" ]; then
+  CLOSURE="$(cat "$APT/closure-$LISTS_KEY")"
+else
+  CLOSURE="$(resolve || true)"
+  [ -z "$CLOSURE" ] || { rm -f "$APT"/closure-*; echo "$CLOSURE" >"$APT/closure-$LISTS_KEY"; }
+fi
 if [ -z "$CLOSURE" ]; then
   apt-get "${APTOPTS[@]}" -s install "${PKGS[@]}" >&2 || true
   die "could not resolve the package closure of ${PKGS[*]} in $SUITE (see apt output above)"
@@ -155,4 +165,7 @@ start=$(date +%s)
   || die "go build failed (sources: $SRC)"
 mv "$OUT.tmp" "$OUT"
 log "built in $(( $(date +%s) - start )) s"
+# Keep the three newest builds and only the package root in use.
+ls -dt "$CACHE"/bin/*/ | tail -n +4 | xargs -r rm -rf
+for r in "$CACHE"/root-*; do [ "$r" = "$ROOT" ] || rm -rf "$r"; done
 echo "$OUT"

@@ -17,6 +17,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -52,6 +53,7 @@ func secretAttrs(obj runtime.Object) (labels.Set, fields.Set, error) {
 var (
 	core         = corev1.SchemeGroupVersion
 	discovery    = discoveryv1.SchemeGroupVersion
+	events       = eventsv1.SchemeGroupVersion
 	networking   = networkingv1.SchemeGroupVersion
 	coordination = coordinationv1.SchemeGroupVersion
 )
@@ -70,6 +72,8 @@ var resources = []*resource{
 		newObj: func() runtime.Object { return &corev1.Event{} }, newList: func() runtime.Object { return &corev1.EventList{} }},
 	{gv: discovery, plural: "endpointslices", singular: "endpointslice", namespaced: true,
 		newObj: func() runtime.Object { return &discoveryv1.EndpointSlice{} }, newList: func() runtime.Object { return &discoveryv1.EndpointSliceList{} }},
+	{gv: events, plural: "events", singular: "event", namespaced: true, // what kube-runtime's Recorder writes
+		newObj: func() runtime.Object { return &eventsv1.Event{} }, newList: func() runtime.Object { return &eventsv1.EventList{} }},
 	{gv: networking, plural: "ingresses", singular: "ingress", shortNames: []string{"ing"}, namespaced: true, status: true,
 		newObj: func() runtime.Object { return &networkingv1.Ingress{} }, newList: func() runtime.Object { return &networkingv1.IngressList{} }},
 	{gv: networking, plural: "ingressclasses", singular: "ingressclass",
@@ -81,6 +85,7 @@ var resources = []*resource{
 func init() {
 	utilruntime.Must(corev1.AddToScheme(scheme))
 	utilruntime.Must(discoveryv1.AddToScheme(scheme))
+	utilruntime.Must(eventsv1.AddToScheme(scheme))
 	utilruntime.Must(networkingv1.AddToScheme(scheme))
 	utilruntime.Must(coordinationv1.AddToScheme(scheme))
 	// The API machinery converts requests to an "internal" version before storing them. There is
@@ -90,7 +95,9 @@ func init() {
 		internal := schema.GroupVersion{Group: r.gv.Group, Version: runtime.APIVersionInternal}
 		scheme.AddKnownTypes(internal, r.newObj(), r.newList())
 	}
-	utilruntime.Must(scheme.SetVersionPriority(core, discovery, networking, coordination))
+	for _, gv := range []schema.GroupVersion{core, discovery, events, networking, coordination} {
+		utilruntime.Must(scheme.SetVersionPriority(gv))
+	}
 	utilruntime.Must(scheme.AddFieldLabelConversionFunc(core.WithKind("Secret"), func(label, value string) (string, string, error) {
 		switch label {
 		case "metadata.name", "metadata.namespace", "type":
@@ -101,7 +108,7 @@ func init() {
 }
 
 func main() {
-	etcd := genericoptions.NewEtcdOptions(storagebackend.NewDefaultConfig("/registry", codecs.LegacyCodec(core, discovery, networking, coordination)))
+	etcd := genericoptions.NewEtcdOptions(storagebackend.NewDefaultConfig("/registry", codecs.LegacyCodec(core, discovery, events, networking, coordination)))
 	etcd.StorageConfig.Transport.ServerList = []string{"http://127.0.0.1:2379"}
 	serving := genericoptions.NewSecureServingOptions()
 	serving.BindAddress = net.ParseIP("127.0.0.1")
@@ -110,8 +117,8 @@ func main() {
 	secure := serving.WithLoopback()
 
 	fs := pflag.NewFlagSet(os.Args[0], pflag.ExitOnError)
-	etcd.AddFlags(fs)    // --etcd-servers, --watch-cache, --etcd-compaction-interval, --etcd-prefix, ...
-	secure.AddFlags(fs)  // --bind-address, --secure-port, --cert-dir, --tls-cert-file, ...
+	etcd.AddFlags(fs)   // --etcd-servers, --watch-cache, --etcd-compaction-interval, --etcd-prefix, ...
+	secure.AddFlags(fs) // --bind-address, --secure-port, --cert-dir, --tls-cert-file, ...
 	klogFlags := goflag.NewFlagSet("klog", goflag.ExitOnError)
 	klog.InitFlags(klogFlags)
 	fs.AddGoFlagSet(klogFlags) // -v, --logtostderr, ...

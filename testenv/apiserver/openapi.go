@@ -13,13 +13,14 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/version"
 	openapicommon "k8s.io/kube-openapi/pkg/common"
 	openapiutil "k8s.io/kube-openapi/pkg/util"
 	"k8s.io/kube-openapi/pkg/validation/spec"
 )
 
 // Types that routes mention but that no scheme registers under a kind.
-var extraOpenAPIRoots = []any{&metav1.Patch{}, &metav1.WatchEvent{}, &metav1.Status{}, &metav1.DeleteOptions{}}
+var extraOpenAPIRoots = []any{&metav1.Patch{}, &metav1.WatchEvent{}, &metav1.Status{}, &metav1.DeleteOptions{}, &version.Info{}}
 
 func openAPIDefinitions(scheme *runtime.Scheme) openapicommon.GetOpenAPIDefinitions {
 	return func(ref openapicommon.ReferenceCallback) map[string]openapicommon.OpenAPIDefinition {
