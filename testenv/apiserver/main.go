@@ -60,25 +60,25 @@ var (
 
 // The served resources.
 var resources = []*resource{
-	{gv: core, plural: "namespaces", singular: "namespace", shortNames: []string{"ns"},
+	{gv: core, plural: "namespaces", table: tableNamespace, singular: "namespace", shortNames: []string{"ns"},
 		newObj: func() runtime.Object { return &corev1.Namespace{} }, newList: func() runtime.Object { return &corev1.NamespaceList{} }},
-	{gv: core, plural: "services", singular: "service", shortNames: []string{"svc"}, namespaced: true, status: true,
+	{gv: core, plural: "services", table: tableService, singular: "service", shortNames: []string{"svc"}, namespaced: true, status: true,
 		newObj: func() runtime.Object { return &corev1.Service{} }, newList: func() runtime.Object { return &corev1.ServiceList{} }},
-	{gv: core, plural: "secrets", singular: "secret", namespaced: true, attrs: secretAttrs,
+	{gv: core, plural: "secrets", table: tableSecret, singular: "secret", namespaced: true, attrs: secretAttrs,
 		newObj: func() runtime.Object { return &corev1.Secret{} }, newList: func() runtime.Object { return &corev1.SecretList{} }},
-	{gv: core, plural: "configmaps", singular: "configmap", shortNames: []string{"cm"}, namespaced: true,
+	{gv: core, plural: "configmaps", table: tableConfigMap, singular: "configmap", shortNames: []string{"cm"}, namespaced: true,
 		newObj: func() runtime.Object { return &corev1.ConfigMap{} }, newList: func() runtime.Object { return &corev1.ConfigMapList{} }},
-	{gv: core, plural: "events", singular: "event", shortNames: []string{"ev"}, namespaced: true,
+	{gv: core, plural: "events", table: tableEvent, singular: "event", shortNames: []string{"ev"}, namespaced: true,
 		newObj: func() runtime.Object { return &corev1.Event{} }, newList: func() runtime.Object { return &corev1.EventList{} }},
-	{gv: discovery, plural: "endpointslices", singular: "endpointslice", namespaced: true,
+	{gv: discovery, plural: "endpointslices", table: tableEndpointSlice, singular: "endpointslice", namespaced: true,
 		newObj: func() runtime.Object { return &discoveryv1.EndpointSlice{} }, newList: func() runtime.Object { return &discoveryv1.EndpointSliceList{} }},
-	{gv: events, plural: "events", singular: "event", namespaced: true, // what kube-runtime's Recorder writes
+	{gv: events, plural: "events", table: tableEvent, singular: "event", namespaced: true, // what kube-runtime's Recorder writes
 		newObj: func() runtime.Object { return &eventsv1.Event{} }, newList: func() runtime.Object { return &eventsv1.EventList{} }},
-	{gv: networking, plural: "ingresses", singular: "ingress", shortNames: []string{"ing"}, namespaced: true, status: true,
+	{gv: networking, plural: "ingresses", table: tableIngress, singular: "ingress", shortNames: []string{"ing"}, namespaced: true, status: true,
 		newObj: func() runtime.Object { return &networkingv1.Ingress{} }, newList: func() runtime.Object { return &networkingv1.IngressList{} }},
-	{gv: networking, plural: "ingressclasses", singular: "ingressclass",
+	{gv: networking, plural: "ingressclasses", table: tableIngressClass, singular: "ingressclass",
 		newObj: func() runtime.Object { return &networkingv1.IngressClass{} }, newList: func() runtime.Object { return &networkingv1.IngressClassList{} }},
-	{gv: coordination, plural: "leases", singular: "lease", namespaced: true,
+	{gv: coordination, plural: "leases", table: tableLease, singular: "lease", namespaced: true,
 		newObj: func() runtime.Object { return &coordinationv1.Lease{} }, newList: func() runtime.Object { return &coordinationv1.LeaseList{} }},
 }
 

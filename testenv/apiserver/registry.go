@@ -35,6 +35,7 @@ type resource struct {
 	newObj     func() runtime.Object
 	newList    func() runtime.Object
 	attrs      storage.AttrFunc // extra field selectors; nil: metadata.name (and metadata.namespace)
+	table      *table           // kubectl get columns (table.go); nil: name and creation time
 }
 
 type strategy struct {
@@ -150,7 +151,9 @@ func (res *resource) storage(scheme *runtime.Scheme, opts generic.RESTOptionsGet
 		UpdateStrategy:            main,
 		DeleteStrategy:            main,
 		ResetFieldsStrategy:       main,
-		TableConvertor:            rest.NewDefaultTableConvertor(gr),
+	}
+	if store.TableConvertor = rest.NewDefaultTableConvertor(gr); res.table != nil {
+		store.TableConvertor = res.table
 	}
 	attrs := res.attrs
 	if attrs == nil {
