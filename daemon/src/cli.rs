@@ -89,6 +89,11 @@ pub struct Cli {
     #[arg(long, value_name = "NAMESPACE/NAME")]
     pub configmap: Option<String>,
 
+    /// Secret (namespace/name, type kubernetes.io/tls) served for unknown SNI and for TLS hosts
+    /// without a usable certificate (default: a self-signed "Fake Certificate").
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub default_ssl_certificate: Option<String>,
+
     /// Worker threads of the proxy (default: one per CPU).
     #[arg(long, value_name = "N")]
     pub worker_threads: Option<usize>,
@@ -143,6 +148,12 @@ impl Cli {
             .map(parse_ns_name)
             .transpose()
             .context("--configmap")?;
+        let default_ssl_certificate = self
+            .default_ssl_certificate
+            .as_deref()
+            .map(parse_ns_name)
+            .transpose()
+            .context("--default-ssl-certificate")?;
         if let Some(p) = &self.publish_service {
             parse_ns_name(p).context("--publish-service")?;
         }
@@ -157,6 +168,8 @@ impl Cli {
             watch_namespace: self.watch_namespace.clone().filter(|n| !n.is_empty()),
             default_backend_service,
             configmap,
+            default_ssl_certificate,
+            https_port: self.https_port,
         })
     }
 }

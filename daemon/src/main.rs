@@ -14,7 +14,8 @@ use clap::Parser;
 use k8s_sync::{ManifestDir, SyncMetrics, Syncer};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
-use proxy_core::{ProxyMetrics, SnapshotHandle, WeirProxy};
+use proxy_core::edge::{EdgeApp, EdgeMetrics};
+use proxy_core::{ProxyMetrics, SnapshotHandle, SniResolver, TlsCert, WeirProxy};
 
 use crate::cli::Cli;
 
@@ -95,6 +96,23 @@ fn kube_config(cli: &Cli) -> anyhow::Result<kube::Config> {
     })
 }
 
+/// The TLS acceptor of the HTTPS listener: TLS 1.2 and 1.3, ALPN h2 then http/1.1, and the
+/// certificate chosen per SNI from the current snapshot at each handshake.
+fn tls_acceptor(handle: &SnapshotHandle, fallback: &TlsCert) -> pingora::listeners::tls::Acceptor {
+    pingora::tls::install_default_crypto_provider();
+    let mut config = pingora::tls::ServerConfig::builder_with_protocol_versions(&[
+        &pingora::tls::version::TLS13,
+        &pingora::tls::version::TLS12,
+    ])
+    .with_no_client_auth()
+    .with_cert_resolver(std::sync::Arc::new(SniResolver::new(
+        handle.clone(),
+        fallback,
+    )));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    pingora::listeners::tls::Acceptor::from_server_config(std::sync::Arc::new(config))
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -169,8 +187,9 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
     };
 
     let http_addr = SocketAddr::new(cli.bind_address, cli.http_port);
+    let https_addr = SocketAddr::new(cli.bind_address, cli.https_port);
     let admin_addr = SocketAddr::new(cli.healthz_host, cli.healthz_port);
-    for addr in [http_addr, admin_addr] {
+    for addr in [http_addr, https_addr, admin_addr] {
         // Pingora binds later, in its own threads; check now so a taken port is a clear error.
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     }
@@ -187,12 +206,27 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        WeirProxy::new(handle.clone(), Some(proxy_metrics)),
-        "weir proxy",
+    let edge_metrics = EdgeMetrics::register(&registry).context("registering metrics")?;
+    let fallback_cert = TlsCert::fake();
+    let listener =
+        |name: &'static str, tls: Option<pingora::listeners::tls::Acceptor>, addr: SocketAddr| {
+            let app = pingora::proxy::http_proxy(
+                &server.configuration,
+                WeirProxy::new(handle.clone(), Some(proxy_metrics.clone())),
+            );
+            let mut service = pingora::services::listening::Service::new(
+                format!("weir {name}"),
+                EdgeApp::new(app, handle.clone(), tls, name, Some(edge_metrics.clone())),
+            );
+            service.add_tcp(&addr.to_string());
+            service
+        };
+    let http = listener("http", None, http_addr);
+    let https = listener(
+        "https",
+        Some(tls_acceptor(&handle, &fallback_cert)),
+        https_addr,
     );
-    proxy.add_tcp(&http_addr.to_string());
 
     let mut admin = pingora::services::listening::Service::new(
         "weir admin".to_string(),
@@ -206,7 +240,8 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
     admin.threads = Some(1);
 
     tracing::info!(%http_addr, %admin_addr, source = %source, threads, "weir starting");
-    server.add_service(proxy);
+    server.add_service(http);
+    server.add_service(https);
     server.add_service(admin);
     server.add_boxed_service(sync_service);
     server.run_forever()

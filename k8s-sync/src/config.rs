@@ -1,19 +1,59 @@
 //! Global options from the ConfigMap named by `--configmap` (ingress-nginx's keys and defaults).
 //!
 //! Supported keys: `proxy-connect-timeout`, `proxy-read-timeout`, `proxy-send-timeout` (seconds,
-//! optionally with an `s` suffix) and `proxy-next-upstream-tries`. A bad value keeps the default
-//! for that key and is reported; a key Weir does not implement yet is reported once.
+//! optionally with an `s` suffix), `proxy-next-upstream-tries`, `ssl-redirect`, `hsts`,
+//! `hsts-max-age`, `hsts-include-subdomains`, `hsts-preload`, `use-proxy-protocol`,
+//! `use-forwarded-headers`, `forwarded-for-header`, `compute-full-forwarded-for`,
+//! `proxy-real-ip-cidr`, and `ssl-protocols` / `use-http2` at their defaults. A bad value keeps
+//! the default for that key and is reported; a key Weir does not implement yet is reported once.
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use proxy_core::RoutePolicy;
+use proxy_core::client_ip::parse_cidrs;
+use proxy_core::{RoutePolicy, ServerPolicy};
 
 /// The global options Weir applies.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlobalConfig {
     /// Defaults for every route.
     pub policy: RoutePolicy,
+    /// `ssl-redirect`: redirect plain HTTP to HTTPS on hosts with TLS (default true).
+    pub ssl_redirect: bool,
+    /// Listener-wide options (PROXY protocol, client address, HSTS).
+    pub server: ServerPolicy,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        GlobalConfig {
+            policy: RoutePolicy::default(),
+            ssl_redirect: true,
+            server: ServerPolicy {
+                hsts: Some(hsts_value(31_536_000, true, false)),
+                ..ServerPolicy::default()
+            },
+        }
+    }
+}
+
+fn hsts_value(max_age: u64, include_subdomains: bool, preload: bool) -> String {
+    let mut v = format!("max-age={max_age}");
+    if include_subdomains {
+        v.push_str("; includeSubDomains");
+    }
+    if preload {
+        v.push_str("; preload");
+    }
+    v
+}
+
+fn boolean(v: &str) -> Result<bool, String> {
+    match v.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("expected \"true\" or \"false\", got {v:?}")),
+    }
 }
 
 /// A ConfigMap key that could not be used.
@@ -43,8 +83,57 @@ impl GlobalConfig {
         let Some(data) = cm.and_then(|c| c.data.as_ref()) else {
             return (cfg, problems);
         };
+        let (mut hsts, mut max_age, mut subdomains, mut preload) =
+            (true, 31_536_000u64, true, false);
         for (key, value) in data {
             let result = match key.as_str() {
+                "ssl-redirect" => boolean(value).map(|b| cfg.ssl_redirect = b),
+                "hsts" => boolean(value).map(|b| hsts = b),
+                "hsts-include-subdomains" => boolean(value).map(|b| subdomains = b),
+                "hsts-preload" => boolean(value).map(|b| preload = b),
+                "hsts-max-age" => value
+                    .trim()
+                    .parse::<u64>()
+                    .map(|n| max_age = n)
+                    .map_err(|_| format!("expected a number of seconds, got {value:?}")),
+                "use-proxy-protocol" => boolean(value).map(|b| cfg.server.proxy_protocol = b),
+                "use-forwarded-headers" => {
+                    boolean(value).map(|b| cfg.server.client_ip.use_forwarded_headers = b)
+                }
+                "compute-full-forwarded-for" => {
+                    boolean(value).map(|b| cfg.server.client_ip.compute_full_forwarded_for = b)
+                }
+                "forwarded-for-header" => match value.trim() {
+                    v if !v.is_empty() && http_token(v) => {
+                        cfg.server.client_ip.forwarded_for_header = v.to_ascii_lowercase();
+                        Ok(())
+                    }
+                    _ => Err(format!("expected a header name, got {value:?}")),
+                },
+                "proxy-real-ip-cidr" => {
+                    parse_cidrs(value).map(|c| cfg.server.client_ip.trusted = c)
+                }
+                "ssl-protocols" => {
+                    let mut words: Vec<&str> = value.split_whitespace().collect();
+                    words.sort_unstable();
+                    if words == ["TLSv1.2", "TLSv1.3"] {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "only \"TLSv1.2 TLSv1.3\" is supported (the default), got {value:?}"
+                        ))
+                    }
+                }
+                "use-http2" => boolean(value).and_then(|b| {
+                    if b {
+                        Ok(())
+                    } else {
+                        Err(
+                            "HTTP/2 is always offered over TLS; \"false\" is not supported yet"
+                                .into(),
+                        )
+                    }
+                }),
                 "proxy-connect-timeout" => seconds(value).map(|d| cfg.policy.connect_timeout = d),
                 "proxy-read-timeout" => seconds(value).map(|d| cfg.policy.read_timeout = d),
                 "proxy-send-timeout" => seconds(value).map(|d| cfg.policy.send_timeout = d),
@@ -66,8 +155,14 @@ impl GlobalConfig {
                 });
             }
         }
+        cfg.server.hsts = hsts.then(|| hsts_value(max_age, subdomains, preload));
         (cfg, problems)
     }
+}
+
+fn http_token(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
@@ -102,6 +197,39 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_client_address_keys() {
+        let (c, p) = GlobalConfig::from_config_map(Some(&cm(&[
+            ("ssl-redirect", "false"),
+            ("hsts-max-age", "600"),
+            ("hsts-include-subdomains", "false"),
+            ("hsts-preload", "true"),
+            ("use-proxy-protocol", "true"),
+            ("use-forwarded-headers", "true"),
+            ("forwarded-for-header", "X-Real-Client"),
+            ("compute-full-forwarded-for", "true"),
+            ("proxy-real-ip-cidr", "10.0.0.0/8, 192.168.1.1"),
+            ("ssl-protocols", "TLSv1.3 TLSv1.2"),
+        ])));
+        assert!(p.is_empty(), "{p:?}");
+        assert!(!c.ssl_redirect);
+        assert_eq!(c.server.hsts.as_deref(), Some("max-age=600; preload"));
+        assert!(c.server.proxy_protocol);
+        let ip = &c.server.client_ip;
+        assert!(ip.use_forwarded_headers && ip.compute_full_forwarded_for);
+        assert_eq!(ip.forwarded_for_header, "x-real-client");
+        assert_eq!(ip.trusted.len(), 2);
+        let (c, p) = GlobalConfig::from_config_map(Some(&cm(&[
+            ("hsts", "false"),
+            ("proxy-real-ip-cidr", "10.0.0.0/33"),
+        ])));
+        assert_eq!(c.server.hsts, None);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].message.contains("10.0.0.0/33"), "{}", p[0].message);
+        let (_, p) = GlobalConfig::from_config_map(Some(&cm(&[("ssl-protocols", "TLSv1")])));
+        assert_eq!(p.len(), 1);
+    }
+
+    #[test]
     fn bad_and_unknown_keys_are_reported_and_keep_defaults() {
         let (c, p) = GlobalConfig::from_config_map(Some(&cm(&[
             ("proxy-read-timeout", "soon"),
@@ -109,6 +237,10 @@ mod tests {
             ("enable-brotli", "true"),
         ])));
         assert_eq!(c, GlobalConfig::default());
+        assert_eq!(
+            c.server.hsts.as_deref(),
+            Some("max-age=31536000; includeSubDomains")
+        );
         let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
             keys,

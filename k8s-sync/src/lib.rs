@@ -17,6 +17,7 @@ pub mod manifests;
 pub mod metrics;
 pub mod objects;
 pub mod sync;
+pub mod tls;
 pub mod translate;
 
 pub use manifests::{ManifestDir, ManifestError};
@@ -42,6 +43,10 @@ pub struct SyncOptions {
     pub default_backend_service: Option<ServiceRef>,
     /// `--configmap`: the ConfigMap (namespace/name) holding global options.
     pub configmap: Option<ServiceRef>,
+    /// `--default-ssl-certificate`: the Secret (namespace/name) served for unknown SNI.
+    pub default_ssl_certificate: Option<ServiceRef>,
+    /// `--https-port`: used in HTTPS redirects (omitted when 443).
+    pub https_port: u16,
 }
 
 impl Default for SyncOptions {
@@ -54,6 +59,8 @@ impl Default for SyncOptions {
             watch_namespace: None,
             default_backend_service: None,
             configmap: None,
+            default_ssl_certificate: None,
+            https_port: 443,
         }
     }
 }

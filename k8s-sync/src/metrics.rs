@@ -30,6 +30,8 @@ pub struct SyncMetrics {
     pub ingresses_served: IntGauge,
     /// `weir_snapshot_routes`: host/path rules in the running snapshot.
     pub routes: IntGauge,
+    /// `nginx_ingress_controller_ssl_expire_time_seconds{host,namespace,secret_name}`.
+    pub ssl_expire: prometheus::GaugeVec,
 }
 
 impl SyncMetrics {
@@ -88,7 +90,15 @@ impl SyncMetrics {
                 "weir_snapshot_routes",
                 "Host/path rules in the running snapshot",
             )?,
+            ssl_expire: prometheus::GaugeVec::new(
+                opts(
+                    "ssl_expire_time_seconds",
+                    "Number of seconds since 1970 to the SSL Certificate expire.",
+                ),
+                &["host", "namespace", "secret_name"],
+            )?,
         };
+        registry.register(Box::new(m.ssl_expire.clone()))?;
         registry.register(Box::new(m.last_reload_successful.clone()))?;
         registry.register(Box::new(m.last_reload_timestamp.clone()))?;
         registry.register(Box::new(m.config_hash.clone()))?;

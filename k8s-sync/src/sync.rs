@@ -11,7 +11,9 @@ use crate::config::GlobalConfig;
 use crate::manifests::{ManifestDir, ManifestError};
 use crate::metrics::SyncMetrics;
 use crate::objects::ObjectSet;
-use crate::translate::{translate, validate_ingress, InvalidIngress, ValidIngress, Warning};
+use crate::translate::{
+    translate, validate_ingress, InvalidIngress, TranslateSettings, ValidIngress, Warning,
+};
 use crate::SyncOptions;
 
 /// What one [`Syncer::apply`] did.
@@ -50,6 +52,9 @@ pub struct Syncer {
     reported_sources: Vec<ManifestError>,
     reported_warnings: HashSet<(String, String)>,
     reported_config: Vec<(String, String)>,
+    reported_secrets: HashMap<String, String>,
+    cert_cache: crate::tls::CertCache,
+    fallback_cert: proxy_core::TlsCert,
 }
 
 fn unix_now() -> i64 {
@@ -72,6 +77,9 @@ impl Syncer {
             reported_sources: Vec::new(),
             reported_warnings: HashSet::new(),
             reported_config: Vec::new(),
+            reported_secrets: HashMap::new(),
+            cert_cache: crate::tls::CertCache::default(),
+            fallback_cert: proxy_core::TlsCert::fake(),
         }
     }
 
@@ -173,13 +181,54 @@ impl Syncer {
         let valid: Vec<&ValidIngress> = self.accepted.values().collect();
         report.served_keys = self.accepted.keys().cloned().collect();
         report.served_keys.sort();
-        let translation = translate(
+        let tls = crate::tls::build(
             objects,
             &valid,
-            self.opts.default_backend_service.as_ref(),
-            &global.policy,
+            self.opts.default_ssl_certificate.as_ref(),
+            &self.fallback_cert,
+            &mut self.cert_cache,
+        );
+        for (secret, e) in &tls.rejected {
+            let reason = e.to_string();
+            if self.reported_secrets.get(secret) != Some(&reason) {
+                tracing::warn!(%secret, reason = %reason, "TLS Secret rejected; its last good certificate (or the default) stays in use");
+                if let Some(m) = &self.metrics {
+                    m.rejected
+                        .with_label_values(&["Secret", e.metric_label()])
+                        .inc();
+                }
+            }
+        }
+        self.reported_secrets = tls
+            .rejected
+            .iter()
+            .map(|(k, e)| (k.clone(), e.to_string()))
+            .collect();
+        let mut translation = translate(
+            objects,
+            &valid,
+            &TranslateSettings {
+                default_backend_service: self.opts.default_backend_service.as_ref(),
+                base_policy: &global.policy,
+                ssl_redirect: global.ssl_redirect,
+                tls_hosts: &tls.tls_hosts,
+            },
             &self.pools,
         );
+        translation.warnings.extend(tls.warnings);
+        translation.builder.tls(tls.index);
+        translation.builder.server(proxy_core::ServerPolicy {
+            https_port: self.opts.https_port,
+            ..global.server
+        });
+        if let Some(m) = &self.metrics {
+            m.ssl_expire.reset();
+            for c in &tls.in_use {
+                m.ssl_expire
+                    .with_label_values(&[&c.host, &c.namespace, &c.secret])
+                    .set(c.not_after as f64);
+            }
+        }
         let snapshot = translation.builder.build();
         report.served = valid.len();
         report.routes = snapshot.route_count();

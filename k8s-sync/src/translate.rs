@@ -121,6 +121,66 @@ pub struct ValidIngress {
     pub hosts: Vec<Option<String>>,
     /// `spec.defaultBackend`.
     pub default_backend: Option<BackendRef>,
+    /// `spec.tls`.
+    pub tls: Vec<ValidTls>,
+    /// Settings from `nginx.ingress.kubernetes.io/*` annotations.
+    pub annotations: IngressAnnotations,
+}
+
+/// One `spec.tls` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidTls {
+    /// Lowercased hosts.
+    pub hosts: Vec<String>,
+    /// `secretName`, in the Ingress's namespace.
+    pub secret: Option<String>,
+}
+
+/// The annotation prefix of ingress-nginx.
+pub const ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
+/// Annotation settings Weir implements; values that do not parse are reported and ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngressAnnotations {
+    /// `ssl-redirect` (default: the ConfigMap's `ssl-redirect`).
+    pub ssl_redirect: Option<bool>,
+    /// `force-ssl-redirect`.
+    pub force_ssl_redirect: bool,
+    /// `preserve-trailing-slash`.
+    pub preserve_trailing_slash: bool,
+    /// Problems: unparsable values, annotations not implemented yet, refused snippets.
+    pub problems: Vec<String>,
+}
+
+impl IngressAnnotations {
+    fn parse(annotations: Option<&std::collections::BTreeMap<String, String>>) -> Self {
+        let mut out = IngressAnnotations::default();
+        for (k, v) in annotations.into_iter().flatten() {
+            let Some(name) = k.strip_prefix(ANNOTATION_PREFIX) else {
+                continue;
+            };
+            let boolean = |v: &str| match v.trim() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            };
+            match name {
+                "ssl-redirect" | "force-ssl-redirect" | "preserve-trailing-slash" => match boolean(v) {
+                    Some(b) => match name {
+                        "ssl-redirect" => out.ssl_redirect = Some(b),
+                        "force-ssl-redirect" => out.force_ssl_redirect = b,
+                        _ => out.preserve_trailing_slash = b,
+                    },
+                    None => out.problems.push(format!("annotation {k}: expected \"true\" or \"false\", got {v:?}; ignored")),
+                },
+                "configuration-snippet" | "server-snippet" | "stream-snippet" | "auth-snippet" => out.problems.push(format!(
+                    "annotation {k} is refused: nginx snippets do not exist in Weir (and are disabled by default in ingress-nginx, CVE-2021-25742)"
+                )),
+                _ => out.problems.push(format!("annotation {k} is not supported by Weir yet; ignored")),
+            }
+        }
+        out
+    }
 }
 
 fn backend_ref(b: &IngressBackend, field: &str) -> Result<BackendRef, InvalidIngress> {
@@ -212,7 +272,23 @@ pub fn validate_ingress(ing: &Ingress, created: i64) -> Result<ValidIngress, Inv
             });
         }
     }
+    let tls = spec
+        .tls
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| ValidTls {
+            hosts: t
+                .hosts
+                .unwrap_or_default()
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            secret: t.secret_name.filter(|s| !s.is_empty()),
+        })
+        .collect();
     Ok(ValidIngress {
+        tls,
+        annotations: IngressAnnotations::parse(ing.metadata.annotations.as_ref()),
         order: RouteOrder {
             created,
             name: format!("{namespace}/{name}"),
@@ -357,6 +433,18 @@ impl<'a> Resolver<'a> {
     }
 }
 
+/// Controller-wide inputs of a translation.
+pub struct TranslateSettings<'a> {
+    /// `--default-backend-service`.
+    pub default_backend_service: Option<&'a ServiceRef>,
+    /// Route defaults from the ConfigMap.
+    pub base_policy: &'a RoutePolicy,
+    /// The ConfigMap's `ssl-redirect` (default true).
+    pub ssl_redirect: bool,
+    /// Hosts named in some Ingress's `spec.tls`.
+    pub tls_hosts: &'a std::collections::BTreeSet<String>,
+}
+
 /// The result of a translation.
 pub struct Translation {
     /// The routes, ready to build.
@@ -369,16 +457,16 @@ pub struct Translation {
 pub fn translate(
     objects: &ObjectSet,
     ingresses: &[&ValidIngress],
-    default_backend_service: Option<&ServiceRef>,
-    base_policy: &RoutePolicy,
+    settings: &TranslateSettings<'_>,
     pools: &PoolCache,
 ) -> Translation {
+    let default_backend_service = settings.default_backend_service;
     let mut ingresses: Vec<&ValidIngress> = ingresses.to_vec();
     ingresses.sort_by(|a, b| a.order.cmp(&b.order));
     let mut resolver = Resolver::new(objects, pools);
     let mut builder = SnapshotBuilder::new();
     let mut warnings = Vec::new();
-    let policy = Arc::new(base_policy.clone());
+    let policy = Arc::new(settings.base_policy.clone());
     let mut catch_all: Option<DefaultRoute> = None;
     let mut hosts_seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for ing in &ingresses {
@@ -396,8 +484,30 @@ pub fn translate(
                 }
             }
         };
+        for problem in &ing.annotations.problems {
+            warn(Some(problem.clone()));
+        }
         let namespace: Arc<str> = ing.namespace.as_str().into();
         let ingress_name: Arc<str> = ing.name.as_str().into();
+        // Per host of this Ingress: redirect and HSTS depend on whether the host has TLS.
+        let mut host_policies: std::collections::HashMap<Option<String>, Arc<RoutePolicy>> =
+            std::collections::HashMap::new();
+        let mut policy_for = |host: Option<&str>| -> Arc<RoutePolicy> {
+            host_policies
+                .entry(host.map(str::to_string))
+                .or_insert_with(|| {
+                    let tls_host = host.is_some_and(|h| settings.tls_hosts.contains(h));
+                    let a = &ing.annotations;
+                    Arc::new(RoutePolicy {
+                        tls_host,
+                        redirect_to_https: a.force_ssl_redirect
+                            || (tls_host && a.ssl_redirect.unwrap_or(settings.ssl_redirect)),
+                        preserve_trailing_slash: a.preserve_trailing_slash,
+                        ..settings.base_policy.clone()
+                    })
+                })
+                .clone()
+        };
         let default_route = ing.default_backend.as_ref().map(|b| {
             let (target, w) = resolver.target(&ing.namespace, b);
             warn(w);
@@ -434,7 +544,7 @@ pub fn translate(
                     path: rule.path.as_str().into(),
                     canary: false,
                 },
-                policy: policy.clone(),
+                policy: policy_for(rule.host.as_deref()),
                 order: ing.order.clone(),
             };
             match builder.add_route(rule.host.as_deref(), route) {

@@ -37,18 +37,25 @@
 //! # let _ = proxy;
 //! ```
 
+pub mod client_ip;
+pub mod edge;
 pub mod metrics;
 pub mod model;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod routing;
 pub mod snapshot;
+pub mod tls;
 pub mod upstream;
 
 pub use metrics::ProxyMetrics;
-pub use model::{DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, RoutePolicy, Target};
+pub use model::{
+    DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, RoutePolicy, ServerPolicy, Target,
+};
 pub use proxy::WeirProxy;
 pub use routing::{RouteId, RouteTable};
 pub use snapshot::{AddOutcome, BuildError, Resolved, Snapshot, SnapshotBuilder, SnapshotHandle};
+pub use tls::{CertError, CertIndex, SniResolver, TlsCert};
 pub use upstream::{Pool, PoolCache, PoolKey};
 
 /// Re-export of the Pingora version this crate is built on.

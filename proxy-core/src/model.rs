@@ -69,6 +69,13 @@ pub struct RoutePolicy {
     pub send_timeout: Duration,
     /// How many endpoints to try when connecting fails (`proxy-next-upstream-tries`, default 3).
     pub next_upstream_tries: u8,
+    /// Plain-HTTP requests get a 308 to `https://` (`ssl-redirect` on a host with TLS, or
+    /// `force-ssl-redirect`).
+    pub redirect_to_https: bool,
+    /// Keep a trailing slash in that redirect (`preserve-trailing-slash`).
+    pub preserve_trailing_slash: bool,
+    /// The host has TLS configured: HTTPS responses carry the HSTS header (when enabled).
+    pub tls_host: bool,
 }
 
 impl Default for RoutePolicy {
@@ -78,6 +85,9 @@ impl Default for RoutePolicy {
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             next_upstream_tries: 3,
+            redirect_to_https: false,
+            preserve_trailing_slash: false,
+            tls_host: false,
         }
     }
 }
@@ -161,4 +171,17 @@ impl Default for DefaultRoute {
             policy: Arc::new(RoutePolicy::default()),
         }
     }
+}
+
+/// Listener-wide options, part of the snapshot so they change without a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ServerPolicy {
+    /// Expect a PROXY protocol (v1 or v2) header on every connection (`use-proxy-protocol`).
+    pub proxy_protocol: bool,
+    /// How the client address is found (`use-forwarded-headers`, `proxy-real-ip-cidr`, ...).
+    pub client_ip: crate::client_ip::ClientIpConfig,
+    /// The `Strict-Transport-Security` value for HTTPS responses of TLS hosts; `None` = off.
+    pub hsts: Option<String>,
+    /// The HTTPS port clients use, for redirects (omitted from URLs when 443).
+    pub https_port: u16,
 }

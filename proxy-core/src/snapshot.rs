@@ -8,8 +8,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::model::{DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, RoutePolicy, Target};
+use crate::model::{
+    DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, RoutePolicy, ServerPolicy, Target,
+};
 use crate::routing::{prefix_key, valid_rule_host, RouteId, RouteTable, VirtualHost};
+use crate::tls::CertIndex;
 use crate::upstream::Pool;
 
 /// A rule that cannot be part of a snapshot.
@@ -72,6 +75,8 @@ struct HostEntry {
 pub struct SnapshotBuilder {
     hosts: BTreeMap<String, HostEntry>,
     default: Option<DefaultRoute>,
+    tls: CertIndex,
+    server: ServerPolicy,
 }
 
 impl SnapshotBuilder {
@@ -141,6 +146,16 @@ impl SnapshotBuilder {
         self.default = Some(route);
     }
 
+    /// Listener-wide options.
+    pub fn server(&mut self, server: ServerPolicy) {
+        self.server = server;
+    }
+
+    /// The certificates served on the TLS listener.
+    pub fn tls(&mut self, certs: CertIndex) {
+        self.tls = certs;
+    }
+
     /// Index everything into a snapshot.
     pub fn build(self) -> Snapshot {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -175,9 +190,19 @@ impl SnapshotBuilder {
             .collect();
         let default = self.default.unwrap_or_default();
         hash_default(&default, &mut hasher);
+        let mut certs: Vec<(String, i64, Vec<String>)> = self
+            .tls
+            .hosts()
+            .map(|(h, c)| (h, c.not_after(), c.names().to_vec()))
+            .collect();
+        certs.sort();
+        certs.hash(&mut hasher);
+        self.server.hash(&mut hasher);
         Snapshot {
             table: RouteTable::new(vhosts, default),
             hash: hasher.finish(),
+            tls: self.tls,
+            server: self.server,
         }
     }
 }
@@ -212,12 +237,24 @@ pub struct Resolved<'a> {
 pub struct Snapshot {
     table: RouteTable,
     hash: u64,
+    tls: CertIndex,
+    server: ServerPolicy,
 }
 
 impl Snapshot {
     /// The route table.
     pub fn table(&self) -> &RouteTable {
         &self.table
+    }
+
+    /// Listener-wide options.
+    pub fn server(&self) -> &ServerPolicy {
+        &self.server
+    }
+
+    /// The certificates of the TLS listener.
+    pub fn tls(&self) -> &CertIndex {
+        &self.tls
     }
 
     /// A fingerprint of the routes and endpoints (exported as `nginx_ingress_controller_config_hash`).
@@ -330,5 +367,11 @@ impl SnapshotHandle {
     /// Whether a snapshot has been stored since the handle was created.
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)
+    }
+}
+
+impl std::fmt::Debug for SnapshotHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotHandle")
     }
 }

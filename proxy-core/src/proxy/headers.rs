@@ -11,6 +11,8 @@ use pingora::Result;
 pub struct ForwardInfo<'a> {
     /// The client address (the one limits and allow-lists use).
     pub client_ip: Option<IpAddr>,
+    /// The X-Forwarded-For value to send (defaults to the client address).
+    pub forwarded_for: Option<&'a HeaderValue>,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The port the request arrived on.
@@ -31,8 +33,11 @@ pub fn apply(req: &mut RequestHeader, info: &ForwardInfo<'_>) -> Result<()> {
         let mut buf = IpText::default();
         let _ = write!(buf, "{ip}");
         let v = HeaderValue::from_str(buf.as_str()).expect("an IP address is a valid header value");
-        req.insert_header("X-Real-IP", v.clone())?;
-        req.insert_header("X-Forwarded-For", v)?;
+        req.insert_header(
+            "X-Forwarded-For",
+            info.forwarded_for.cloned().unwrap_or_else(|| v.clone()),
+        )?;
+        req.insert_header("X-Real-IP", v)?;
     } else {
         req.remove_header("X-Forwarded-For");
         req.remove_header("X-Real-IP");
@@ -126,6 +131,7 @@ mod tests {
             &mut req,
             &ForwardInfo {
                 client_ip: Some("2001:db8:1234:5678:9abc:def0:1234:5678".parse().unwrap()),
+                forwarded_for: None,
                 scheme: "http",
                 server_port: Some(8080),
                 host: Some(&host),

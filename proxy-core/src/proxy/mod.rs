@@ -2,8 +2,9 @@
 
 pub mod headers;
 pub mod pages;
+pub mod redirect;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
+use crate::client_ip;
 use crate::metrics::ProxyMetrics;
 use crate::model::Target;
 use crate::routing::{normalize_host, normalize_path, RouteId};
@@ -45,8 +47,51 @@ pub struct RequestCtx {
     start: Instant,
     upstream_start: Option<Instant>,
     header_time: Option<Duration>,
-    /// Status written by the proxy itself (default backend, 503, 400).
+    /// Status written by the proxy itself (default backend, 503, 400, redirects).
     local_status: Option<u16>,
+    /// The client address (PROXY protocol or socket peer, then trusted forwarded headers).
+    client_ip: Option<IpAddr>,
+    /// The address of the connection's peer (or the PROXY protocol source).
+    peer_ip: Option<IpAddr>,
+    /// `https` when the client used TLS (to us, or to a trusted proxy in front).
+    scheme: &'static str,
+}
+
+impl WeirProxy {
+    /// Client address and scheme, as ingress-nginx computes `$remote_addr` and
+    /// `$pass_access_scheme`: the peer (or PROXY protocol source), replaced by the forwarded
+    /// headers only when `use-forwarded-headers` is on and the peer is trusted.
+    fn client_facts(&self, session: &Session, snapshot: &Snapshot, ctx: &mut RequestCtx) {
+        let downstream = session.as_downstream();
+        let tls = downstream.digest().is_some_and(|d| d.ssl_digest.is_some());
+        ctx.scheme = if tls { "https" } else { "http" };
+        let Some(peer) = downstream
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        else {
+            return;
+        };
+        ctx.peer_ip = Some(peer);
+        let cfg = &snapshot.server().client_ip;
+        let headers = &session.req_header().headers;
+        let incoming = headers
+            .get(cfg.forwarded_for_header.as_str())
+            .map(|v| v.as_bytes());
+        ctx.client_ip = Some(client_ip::client_ip(cfg, peer, incoming));
+        if cfg.use_forwarded_headers && cfg.trusted.iter().any(|n| n.contains(&peer)) {
+            if let Some(proto) = headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+            {
+                if proto.eq_ignore_ascii_case("https") {
+                    ctx.scheme = "https";
+                } else if proto.eq_ignore_ascii_case("http") {
+                    ctx.scheme = "http";
+                }
+            }
+        }
+    }
 }
 
 fn request_host(session: &Session) -> &str {
@@ -75,11 +120,15 @@ impl ProxyHttp for WeirProxy {
             upstream_start: None,
             header_time: None,
             local_status: None,
+            client_ip: None,
+            peer_ip: None,
+            scheme: "http",
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let snapshot = self.snapshot.load();
+        self.client_facts(session, &snapshot, ctx);
         let host = normalize_host(request_host(session));
         let path = match normalize_path(session.req_header().uri.path()) {
             Ok(p) => p,
@@ -91,7 +140,27 @@ impl ProxyHttp for WeirProxy {
             }
         };
         ctx.route = snapshot.find(&host, &path);
-        let target = snapshot.resolve(ctx.route).target.clone();
+        let resolved = snapshot.resolve(ctx.route);
+        let target = resolved.target.clone();
+        if ctx.scheme != "https"
+            && resolved.policy.redirect_to_https
+            && !path.starts_with("/.well-known/acme-challenge/")
+        {
+            let location = redirect::https_location(
+                &host,
+                snapshot.server().https_port,
+                session
+                    .req_header()
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str()),
+                resolved.policy.preserve_trailing_slash,
+            );
+            ctx.snapshot = Some(snapshot);
+            ctx.local_status = Some(308);
+            redirect::respond(session, 308, &location).await?;
+            return Ok(true);
+        }
         ctx.snapshot = Some(snapshot);
         match target {
             Target::NotFound => {
@@ -158,16 +227,23 @@ impl ProxyHttp for WeirProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         let downstream = session.as_downstream();
-        let client_ip = downstream
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
         let server_port = downstream
             .server_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.port());
-        let tls = downstream.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
+        let forwarded_for = match (&ctx.snapshot, ctx.client_ip, ctx.peer_ip) {
+            (Some(snapshot), Some(client), Some(peer)) => {
+                let cfg = &snapshot.server().client_ip;
+                let incoming = req
+                    .headers
+                    .get(cfg.forwarded_for_header.as_str())
+                    .map(|v| v.as_bytes());
+                HeaderValue::from_str(&client_ip::forwarded_for_value(cfg, client, peer, incoming))
+                    .ok()
+            }
+            _ => None,
+        };
         let authority;
         let host = match req.headers.get(http::header::HOST) {
             Some(h) => Some(h),
@@ -187,13 +263,33 @@ impl ProxyHttp for WeirProxy {
         headers::apply(
             upstream_request,
             &headers::ForwardInfo {
-                client_ip,
-                scheme: if tls { "https" } else { "http" },
+                client_ip: ctx.client_ip,
+                forwarded_for: forwarded_for.as_ref(),
+                scheme: ctx.scheme,
                 server_port,
                 host,
                 request_id,
             },
         )
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if ctx.scheme == "https" {
+            if let Some(snapshot) = &ctx.snapshot {
+                if let (true, Some(hsts)) = (
+                    snapshot.resolve(ctx.route).policy.tls_host,
+                    snapshot.server().hsts.as_deref(),
+                ) {
+                    upstream_response.insert_header("Strict-Transport-Security", hsts)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(

@@ -1,0 +1,157 @@
+//! The connection edge: what happens between `accept()` and HTTP. Pingora has no PROXY protocol,
+//! so listeners are plain TCP and this app does, per connection: the PROXY protocol header when
+//! the snapshot says so (the client address then comes from it), the TLS handshake with the
+//! snapshot's per-SNI certificates on TLS listeners, then hands the stream to the HTTP proxy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{SocketDigest, Stream};
+use pingora::server::ShutdownWatch;
+use prometheus::{IntCounterVec, Opts, Registry};
+
+use crate::proxy_protocol::read_header;
+use crate::snapshot::SnapshotHandle;
+
+/// How long a client has to send its PROXY protocol header.
+pub const PROXY_PROTOCOL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connection-level failures, by kind.
+#[derive(Clone)]
+pub struct EdgeMetrics {
+    /// `weir_connection_errors_total{listener,reason}`: connections closed before HTTP
+    /// (bad PROXY protocol header, TLS handshake failure).
+    pub errors: IntCounterVec,
+}
+
+impl EdgeMetrics {
+    /// Create and register.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "weir_connection_errors_total",
+                "Connections closed before any HTTP request: PROXY protocol or TLS handshake failures",
+            ),
+            &["listener", "reason"],
+        )?;
+        registry.register(Box::new(errors.clone()))?;
+        Ok(EdgeMetrics { errors })
+    }
+}
+
+/// Wraps an HTTP app (Pingora's `HttpProxy`) with PROXY protocol and TLS handling.
+pub struct EdgeApp<A> {
+    inner: Arc<A>,
+    snapshot: SnapshotHandle,
+    tls: Option<Acceptor>,
+    listener: &'static str,
+    metrics: Option<EdgeMetrics>,
+}
+
+impl<A> EdgeApp<A> {
+    /// A plain listener (`tls: None`) or a TLS one; `listener` names it in metrics.
+    pub fn new(
+        inner: A,
+        snapshot: SnapshotHandle,
+        tls: Option<Acceptor>,
+        listener: &'static str,
+        metrics: Option<EdgeMetrics>,
+    ) -> Self {
+        EdgeApp {
+            inner: Arc::new(inner),
+            snapshot,
+            tls,
+            listener,
+            metrics,
+        }
+    }
+
+    fn count(&self, reason: &str) {
+        if let Some(m) = &self.metrics {
+            m.errors.with_label_values(&[self.listener, reason]).inc();
+        }
+    }
+}
+
+/// Make the connection report `client` as its peer address.
+fn set_peer(io: &mut Stream, client: std::net::SocketAddr) {
+    let Some(fd) = io
+        .as_any()
+        .downcast_ref::<L4Stream>()
+        .map(std::os::fd::AsRawFd::as_raw_fd)
+    else {
+        return;
+    };
+    let digest = SocketDigest::from_raw_fd(fd);
+    let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(client)));
+    io.set_socket_digest(digest);
+}
+
+#[async_trait]
+impl<A> ServerApp for EdgeApp<A>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        mut io: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let snapshot = self.snapshot.load();
+        let server = snapshot.server();
+        if server.proxy_protocol {
+            match read_header(&mut io, PROXY_PROTOCOL_TIMEOUT).await {
+                Ok(header) => {
+                    // As nginx: the header's source is the client address only when the sender
+                    // (the load balancer) is trusted by `proxy-real-ip-cidr`.
+                    let peer = io
+                        .get_socket_digest()
+                        .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+                    let trusted = peer.is_some_and(|p| server.client_ip.is_trusted(p));
+                    if let (Some(source), true) = (header.source, trusted) {
+                        set_peer(&mut io, source);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(listener = self.listener, error = %e, "PROXY protocol header rejected");
+                    self.count(e.metric_label());
+                    return None;
+                }
+            }
+        }
+        let mut io = match &self.tls {
+            Some(acceptor) => {
+                let Ok(tcp) = io.into_any().downcast::<L4Stream>() else {
+                    self.count("not_tcp");
+                    return None;
+                };
+                match acceptor.tls_handshake(*tcp).await {
+                    Ok(tls) => Box::new(tls) as Stream,
+                    Err(e) => {
+                        tracing::debug!(listener = self.listener, error = %e, "TLS handshake failed");
+                        self.count("tls_handshake");
+                        return None;
+                    }
+                }
+            }
+            None => io,
+        };
+        drop(snapshot);
+        // Keep-alive: later requests on this connection go straight to HTTP.
+        loop {
+            match self.inner.process_new(io, shutdown).await {
+                Some(next) => io = next,
+                None => return None,
+            }
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await;
+    }
+}

@@ -1,0 +1,337 @@
+//! TLS certificates chosen per SNI at handshake time.
+//!
+//! A [`CertIndex`] (exact names, then single-label wildcards, then the default certificate) is
+//! part of the [`Snapshot`](crate::Snapshot), so certificates change with the same atomic swap as
+//! routes; [`SniResolver`] loads the current snapshot at every handshake. Certificates are parsed
+//! and checked (key matches certificate, names, expiry) before they get into an index.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::snapshot::SnapshotHandle;
+
+/// Why a certificate cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertError {
+    /// No certificate in the PEM data.
+    #[error("no PEM certificate found in tls.crt")]
+    NoCertificate,
+    /// The certificate PEM or DER does not parse.
+    #[error("tls.crt does not parse: {0}")]
+    BadCertificate(String),
+    /// No usable private key.
+    #[error("tls.key holds no usable private key: {0}")]
+    BadKey(String),
+    /// The key does not belong to the certificate.
+    #[error("tls.key does not match the certificate in tls.crt")]
+    KeyMismatch,
+}
+
+impl CertError {
+    /// Short reason used as a metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            CertError::NoCertificate | CertError::BadCertificate(_) => "bad_certificate",
+            CertError::BadKey(_) => "bad_key",
+            CertError::KeyMismatch => "key_mismatch",
+        }
+    }
+}
+
+/// A parsed certificate chain with its key, ready for handshakes.
+#[derive(Clone)]
+pub struct TlsCert {
+    key: Arc<CertifiedKey>,
+    names: Vec<String>,
+    not_after: i64,
+}
+
+impl fmt::Debug for TlsCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsCert")
+            .field("names", &self.names)
+            .field("not_after", &self.not_after)
+            .finish()
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+impl TlsCert {
+    /// Parse a PEM chain (leaf first) and PEM private key, as in a `kubernetes.io/tls` Secret.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsCert, CertError> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| CertError::BadCertificate(e.to_string()))?;
+        if chain.is_empty() {
+            return Err(CertError::NoCertificate);
+        }
+        let key =
+            PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::BadKey(e.to_string()))?;
+        let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => CertError::KeyMismatch,
+            other => CertError::BadKey(other.to_string()),
+        })?;
+        Self::from_certified(certified)
+    }
+
+    fn from_certified(certified: CertifiedKey) -> Result<TlsCert, CertError> {
+        let leaf = certified
+            .end_entity_cert()
+            .map_err(|e| CertError::BadCertificate(e.to_string()))?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf)
+            .map_err(|e| CertError::BadCertificate(e.to_string()))?;
+        let mut names: Vec<String> = Vec::new();
+        if let Ok(Some(san)) = parsed.subject_alternative_name() {
+            for n in &san.value.general_names {
+                if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                    names.push(d.to_ascii_lowercase());
+                }
+            }
+        }
+        if names.is_empty() {
+            // Legacy certificates carry the name only in the subject's CN.
+            for cn in parsed.subject().iter_common_name() {
+                if let Ok(s) = cn.as_str() {
+                    names.push(s.to_ascii_lowercase());
+                }
+            }
+        }
+        Ok(TlsCert {
+            not_after: parsed.validity().not_after.timestamp(),
+            names,
+            key: Arc::new(certified),
+        })
+    }
+
+    /// The self-signed "Kubernetes Ingress Controller Fake Certificate" ingress-nginx serves when
+    /// no default certificate is configured.
+    pub fn fake() -> TlsCert {
+        let mut params = rcgen::CertificateParams::new(vec!["ingress.local".to_string()])
+            .expect("static names are valid");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Acme Co");
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            "Kubernetes Ingress Controller Fake Certificate",
+        );
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+        let key = rcgen::KeyPair::generate().expect("key generation");
+        let cert = params.self_signed(&key).expect("self-signed certificate");
+        TlsCert::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+            .expect("generated certificate is valid")
+    }
+
+    /// DNS names the certificate is valid for (SANs, or the CN when it has none).
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Expiry, seconds since the Unix epoch.
+    pub fn not_after(&self) -> i64 {
+        self.not_after
+    }
+
+    /// Whether the certificate is valid for `host` (exact or single-label wildcard SAN).
+    pub fn covers(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.names.iter().any(|n| {
+            if *n == host {
+                return true;
+            }
+            match (n.strip_prefix("*."), host.split_once('.')) {
+                (Some(parent), Some((label, rest))) => !label.is_empty() && rest == parent,
+                _ => false,
+            }
+        })
+    }
+
+    /// The rustls key for handshakes.
+    pub fn certified_key(&self) -> &Arc<CertifiedKey> {
+        &self.key
+    }
+}
+
+/// Certificates by server name.
+#[derive(Debug, Clone, Default)]
+pub struct CertIndex {
+    exact: HashMap<String, TlsCert>,
+    wildcard: HashMap<String, TlsCert>,
+    default: Option<TlsCert>,
+}
+
+impl CertIndex {
+    /// An empty index (every handshake gets the default certificate).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serve `cert` for `host` (`*.example.com` for a wildcard). The first one added for a host wins.
+    pub fn insert(&mut self, host: &str, cert: TlsCert) {
+        let host = host.to_ascii_lowercase();
+        match host.strip_prefix("*.") {
+            Some(parent) => {
+                self.wildcard.entry(parent.to_string()).or_insert(cert);
+            }
+            None => {
+                self.exact.entry(host).or_insert(cert);
+            }
+        }
+    }
+
+    /// The certificate for unknown or absent SNI (`--default-ssl-certificate`, else the fake one).
+    pub fn set_default(&mut self, cert: TlsCert) {
+        self.default = Some(cert);
+    }
+
+    /// The certificate for a server name: exact, then wildcard, then the default.
+    pub fn find(&self, sni: Option<&str>) -> Option<&TlsCert> {
+        if let Some(name) = sni {
+            let name = name.trim_end_matches('.');
+            let lower;
+            let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                lower = name.to_ascii_lowercase();
+                lower.as_str()
+            } else {
+                name
+            };
+            if let Some(c) = self.exact.get(name) {
+                return Some(c);
+            }
+            if let Some((label, parent)) = name.split_once('.') {
+                if !label.is_empty() {
+                    if let Some(c) = self.wildcard.get(parent) {
+                        return Some(c);
+                    }
+                }
+            }
+        }
+        self.default.as_ref()
+    }
+
+    /// Whether a certificate was inserted under exactly this name (`*.x` for wildcards).
+    pub fn has_exact(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        match host.strip_prefix("*.") {
+            Some(parent) => self.wildcard.contains_key(parent),
+            None => self.exact.contains_key(&host),
+        }
+    }
+
+    /// Whether a host has its own certificate (not the default).
+    pub fn has_host(&self, host: &str) -> bool {
+        let found = self.find(Some(host));
+        found.is_some()
+            && !std::ptr::eq(
+                found.unwrap(),
+                self.default.as_ref().map_or(std::ptr::null(), |d| d),
+            )
+    }
+
+    /// `(host, certificate)` pairs, wildcards as `*.parent`.
+    pub fn hosts(&self) -> impl Iterator<Item = (String, &TlsCert)> {
+        self.exact
+            .iter()
+            .map(|(h, c)| (h.clone(), c))
+            .chain(self.wildcard.iter().map(|(p, c)| (format!("*.{p}"), c)))
+    }
+}
+
+/// rustls certificate resolver over the current snapshot's [`CertIndex`].
+#[derive(Debug)]
+pub struct SniResolver {
+    snapshot: SnapshotHandle,
+    fallback: Arc<CertifiedKey>,
+}
+
+impl SniResolver {
+    /// Resolve with the certificates of `snapshot`; `fallback` serves when it has none.
+    pub fn new(snapshot: SnapshotHandle, fallback: &TlsCert) -> Self {
+        SniResolver {
+            snapshot,
+            fallback: fallback.key.clone(),
+        }
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let snapshot = self.snapshot.load();
+        Some(
+            snapshot
+                .tls()
+                .find(hello.server_name())
+                .map_or_else(|| self.fallback.clone(), |c| c.key.clone()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert_for(names: &[&str]) -> (String, String) {
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn parses_checks_and_indexes_certificates() {
+        let (c1, k1) = cert_for(&["a.example.com"]);
+        let (c2, k2) = cert_for(&["*.example.com"]);
+        let a = TlsCert::from_pem(c1.as_bytes(), k1.as_bytes()).unwrap();
+        let w = TlsCert::from_pem(c2.as_bytes(), k2.as_bytes()).unwrap();
+        assert_eq!(a.names(), ["a.example.com"]);
+        assert!(a.covers("A.example.com"));
+        assert!(w.covers("b.example.com"));
+        assert!(!w.covers("x.b.example.com"));
+        assert!(!w.covers("example.com"));
+        assert!(a.not_after() > 0);
+
+        assert_eq!(
+            TlsCert::from_pem(c1.as_bytes(), k2.as_bytes()).unwrap_err(),
+            CertError::KeyMismatch
+        );
+        assert_eq!(
+            TlsCert::from_pem(b"", k1.as_bytes()).unwrap_err(),
+            CertError::NoCertificate
+        );
+        assert!(matches!(
+            TlsCert::from_pem(c1.as_bytes(), b"not a key").unwrap_err(),
+            CertError::BadKey(_)
+        ));
+
+        let mut idx = CertIndex::new();
+        idx.insert("a.example.com", a);
+        idx.insert("*.example.com", w);
+        let fake = TlsCert::fake();
+        assert!(fake.covers("ingress.local"));
+        idx.set_default(fake);
+        let names = |sni: Option<&str>| idx.find(sni).unwrap().names().to_vec();
+        assert_eq!(names(Some("a.example.com")), ["a.example.com"]);
+        assert_eq!(names(Some("A.EXAMPLE.COM.")), ["a.example.com"]);
+        assert_eq!(names(Some("b.example.com")), ["*.example.com"]);
+        assert_eq!(names(Some("c.b.example.com")), ["ingress.local"]);
+        assert_eq!(names(None), ["ingress.local"]);
+        assert!(idx.has_host("b.example.com"));
+        assert!(!idx.has_host("other.test"));
+    }
+}
