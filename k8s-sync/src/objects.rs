@@ -132,7 +132,14 @@ impl ObjectSet {
             Object::EndpointSlice(o) => {
                 self.endpoint_slices.insert(key, *o);
             }
-            Object::Secret(o) => {
+            Object::Secret(mut o) => {
+                // As the API server does: stringData is merged into data (and wins).
+                if let Some(strings) = o.string_data.take() {
+                    let data = o.data.get_or_insert_with(Default::default);
+                    for (k, v) in strings {
+                        data.insert(k, k8s_openapi::ByteString(v.into_bytes()));
+                    }
+                }
                 self.secrets.insert(key, *o);
             }
             Object::ConfigMap(o) => {

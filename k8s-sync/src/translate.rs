@@ -148,6 +148,12 @@ pub struct IngressAnnotations {
     pub force_ssl_redirect: bool,
     /// `preserve-trailing-slash`.
     pub preserve_trailing_slash: bool,
+    /// `whitelist-source-range` / `allowlist-source-range`.
+    pub allow_source: Vec<ipnet::IpNet>,
+    /// `denylist-source-range`.
+    pub deny_source: Vec<ipnet::IpNet>,
+    /// An access annotation did not parse: the Ingress answers 503 rather than fail open.
+    pub denied: bool,
     /// Problems: unparsable values, annotations not implemented yet, refused snippets.
     pub problems: Vec<String>,
 }
@@ -173,6 +179,18 @@ impl IngressAnnotations {
                     },
                     None => out.problems.push(format!("annotation {k}: expected \"true\" or \"false\", got {v:?}; ignored")),
                 },
+                "whitelist-source-range" | "allowlist-source-range" | "denylist-source-range" => {
+                    match proxy_core::client_ip::parse_cidrs(v) {
+                        Ok(nets) if name == "denylist-source-range" => out.deny_source = nets,
+                        Ok(nets) => out.allow_source = nets,
+                        Err(e) => {
+                            out.denied = true;
+                            out.problems.push(format!(
+                                "annotation {k}: {e}; the Ingress answers 503 until it is fixed"
+                            ));
+                        }
+                    }
+                }
                 "configuration-snippet" | "server-snippet" | "stream-snippet" | "auth-snippet" => out.problems.push(format!(
                     "annotation {k} is refused: nginx snippets do not exist in Weir (and are disabled by default in ingress-nginx, CVE-2021-25742)"
                 )),
@@ -503,6 +521,9 @@ pub fn translate(
                         redirect_to_https: a.force_ssl_redirect
                             || (tls_host && a.ssl_redirect.unwrap_or(settings.ssl_redirect)),
                         preserve_trailing_slash: a.preserve_trailing_slash,
+                        allow_source: a.allow_source.clone(),
+                        deny_source: a.deny_source.clone(),
+                        denied: a.denied,
                         ..settings.base_policy.clone()
                     })
                 })

@@ -76,6 +76,12 @@ pub struct RoutePolicy {
     pub preserve_trailing_slash: bool,
     /// The host has TLS configured: HTTPS responses carry the HSTS header (when enabled).
     pub tls_host: bool,
+    /// Only these client networks are allowed (`whitelist-source-range`); empty = everyone.
+    pub allow_source: Vec<ipnet::IpNet>,
+    /// These client networks get 403 (`denylist-source-range`).
+    pub deny_source: Vec<ipnet::IpNet>,
+    /// The route's configuration is broken in a way that must not fail open: answer 503.
+    pub denied: bool,
 }
 
 impl Default for RoutePolicy {
@@ -88,6 +94,9 @@ impl Default for RoutePolicy {
             redirect_to_https: false,
             preserve_trailing_slash: false,
             tls_host: false,
+            allow_source: Vec::new(),
+            deny_source: Vec::new(),
+            denied: false,
         }
     }
 }

@@ -157,6 +157,8 @@ pub struct Weir {
     pub http: SocketAddr,
     /// The /healthz and /metrics listener.
     pub admin: SocketAddr,
+    /// The HTTPS listener.
+    pub https: SocketAddr,
     log: PathBuf,
     _logdir: tempfile::TempDir,
 }
@@ -237,6 +239,7 @@ impl Weir {
     pub fn spawn_env(source: &[&std::ffi::OsStr], extra: &[&str], env: &[(&str, &str)]) -> Weir {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("weir.log");
         let logfile = std::fs::File::create(&log).unwrap();
@@ -245,7 +248,7 @@ impl Weir {
             .args(["--bind-address", "127.0.0.1", "--healthz-host", "127.0.0.1"])
             .args(["--http-port", &http.port().to_string()])
             .args(["--healthz-port", &admin.port().to_string()])
-            .args(["--https-port", &free_port().to_string()])
+            .args(["--https-port", &https.port().to_string()])
             .args(["--worker-threads", "2", "--worker-shutdown-timeout", "1"])
             .args(extra)
             .env("RUST_LOG", "info")
@@ -259,6 +262,7 @@ impl Weir {
             child,
             http,
             admin,
+            https,
             log,
             _logdir: logdir,
         }

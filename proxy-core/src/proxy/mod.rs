@@ -1,5 +1,6 @@
 //! The Pingora `ProxyHttp` implementation. Each hook is thin and delegates to a named module.
 
+pub mod access;
 pub mod headers;
 pub mod pages;
 pub mod redirect;
@@ -161,7 +162,14 @@ impl ProxyHttp for WeirProxy {
             redirect::respond(session, 308, &location).await?;
             return Ok(true);
         }
+        let policy = resolved.policy.clone();
         ctx.snapshot = Some(snapshot);
+        if let Some(status) = access::check(&policy, ctx.client_ip) {
+            ctx.local_status = Some(status);
+            let page = pages::error_page(status).unwrap_or(pages::FORBIDDEN_PAGE);
+            pages::respond(session, status, page).await?;
+            return Ok(true);
+        }
         match target {
             Target::NotFound => {
                 ctx.local_status = Some(404);
@@ -324,6 +332,18 @@ impl ProxyHttp for WeirProxy {
             }
         }
         e
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
+        // A client that goes away is not a proxy error worth an ERROR line.
+        error.esource() == &ErrorSource::Downstream
+            && matches!(
+                error.etype(),
+                ErrorType::ConnectionClosed
+                    | ErrorType::ReadError
+                    | ErrorType::WriteError
+                    | ErrorType::ReadTimedout
+            )
     }
 
     async fn fail_to_proxy(

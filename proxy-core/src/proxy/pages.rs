@@ -14,6 +14,9 @@ pub const UNAVAILABLE_PAGE: &str = "<html>\r\n<head><title>503 Service Temporari
 /// Body of the 400 sent for requests the proxy cannot route (bad path).
 pub const BAD_REQUEST_PAGE: &str = "<html>\r\n<head><title>400 Bad Request</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n";
 
+/// Body of the 403 sent when the client address is not allowed.
+pub const FORBIDDEN_PAGE: &str = "<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n<center><h1>403 Forbidden</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n";
+
 /// Body of the 502 sent when the upstream failed.
 pub const BAD_GATEWAY_PAGE: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n";
 
@@ -24,6 +27,7 @@ pub const GATEWAY_TIMEOUT_PAGE: &str = "<html>\r\n<head><title>504 Gateway Time-
 pub fn error_page(status: u16) -> Option<&'static str> {
     match status {
         400 => Some(BAD_REQUEST_PAGE),
+        403 => Some(FORBIDDEN_PAGE),
         404 => Some(NOT_FOUND_PAGE),
         502 => Some(BAD_GATEWAY_PAGE),
         503 => Some(UNAVAILABLE_PAGE),
