@@ -2,6 +2,8 @@
 # Installs what building and testing Weir needs on a fresh Debian machine (idempotent).
 set -euo pipefail
 missing=()
+command -v testssl >/dev/null || missing+=(testssl.sh)   # TLS configuration check
+command -v openssl >/dev/null || missing+=(openssl)      # TLS tests use openssl s_client
 command -v cmake >/dev/null || missing+=(cmake)      # pingora-core builds zlib-ng
 command -v curl >/dev/null || missing+=(curl)        # end-to-end tests use curl as a client
 command -v cc >/dev/null || missing+=(gcc)

@@ -110,6 +110,9 @@ fn tls_acceptor(handle: &SnapshotHandle, fallback: &TlsCert) -> pingora::listene
         fallback,
     )));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The server's cipher preference (rustls: AEAD suites, forward secrecy only), as nginx's
+    // ssl_prefer_server_ciphers.
+    config.ignore_client_order = true;
     pingora::listeners::tls::Acceptor::from_server_config(std::sync::Arc::new(config))
 }
 
