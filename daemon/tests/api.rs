@@ -427,3 +427,77 @@ fn not_ready_until_the_first_sync() {
         },
     );
 }
+
+/// A `kubernetes.io/tls` Secret as JSON (the test API server does not merge `stringData`).
+fn tls_secret_json(ns: &str, name: &str, host: &str) -> (String, Vec<u8>) {
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::ByteString;
+    let params = rcgen::CertificateParams::new(vec![host.to_string()]).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let secret = Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(
+            [
+                ("tls.crt".to_string(), ByteString(cert.pem().into_bytes())),
+                (
+                    "tls.key".to_string(),
+                    ByteString(key.serialize_pem().into_bytes()),
+                ),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    let mut v = serde_json::to_value(&secret).unwrap();
+    v["apiVersion"] = "v1".into();
+    v["kind"] = "Secret".into();
+    (v.to_string(), cert.der().to_vec())
+}
+
+/// The DER of the certificate the HTTPS listener shows for `sni`, via `openssl s_client`.
+fn served_der(https: std::net::SocketAddr, sni: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("served.pem");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {https} -servername {sni} </dev/null 2>/dev/null | openssl x509 -outform DER -out {}",
+            pem.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(out.success());
+    std::fs::read(pem).unwrap()
+}
+
+#[test]
+fn tls_secrets_from_the_api_are_served_and_rotated() {
+    let env = TestEnv::start();
+    let a = EchoServer::start("a").unwrap();
+    env.apply(&[namespace("web"), INGRESS_CLASS.to_string()].join("---\n"));
+    env.apply(&service_slices("web", "s", &[&[a.addr()]]));
+    let (secret, der1) = tls_secret_json("web", "site-tls", "site.test");
+    env.apply(&secret);
+    env.apply(
+        &ingress("web", "site", &[("site.test", "Prefix", "/", "s")]).replace(
+            "spec:\n",
+            "spec:\n  tls: [{hosts: [site.test], secretName: site-tls}]\n",
+        ),
+    );
+    let w = Weir::start_api(env.kubeconfig(), &[]);
+    assert_eq!(served_der(w.https, "site.test"), der1);
+    let r = w.get("site.test", "/x");
+    assert_eq!(r.status, 308, "ssl-redirect for a TLS host");
+
+    let (secret, der2) = tls_secret_json("web", "site-tls", "site.test");
+    env.apply(&secret);
+    w.poll(Duration::from_secs(10), "the rotated certificate", || {
+        (served_der(w.https, "site.test") == der2).then_some(())
+    });
+}
