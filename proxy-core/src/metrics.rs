@@ -2,8 +2,11 @@
 //! (`nginx_ingress_controller_requests`, `..._request_duration_seconds`, ...).
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 /// Prefix shared by all metrics that keep ingress-nginx's names.
 pub const NAMESPACE: &str = "nginx_ingress_controller";
@@ -97,5 +100,82 @@ impl ProxyMetrics {
                 &SIZE_BUCKETS,
             )?,
         })
+    }
+}
+
+/// The series of one route for one (status, method): resolved once, then updated without
+/// hashing label strings on every request.
+pub struct RouteSeries {
+    /// `requests`.
+    pub requests: IntCounter,
+    /// `request_duration_seconds`.
+    pub request_duration: Histogram,
+    /// `response_duration_seconds`.
+    pub response_duration: Histogram,
+    /// `header_duration_seconds`.
+    pub header_duration: Histogram,
+    /// `request_size`.
+    pub request_size: Histogram,
+    /// `response_size`.
+    pub response_size: Histogram,
+}
+
+/// Per-route cache of [`RouteSeries`], kept in the route's metadata (so it lives as long as the
+/// snapshot). Equality and hashing ignore it: it is a cache, not configuration.
+#[derive(Default, Clone)]
+pub struct SeriesCache(Arc<RwLock<Vec<(u16, http::Method, Arc<RouteSeries>)>>>);
+
+impl std::fmt::Debug for SeriesCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeriesCache")
+    }
+}
+
+impl PartialEq for SeriesCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for SeriesCache {}
+
+impl std::hash::Hash for SeriesCache {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+/// Most distinct (status, method) pairs cached per route; beyond that, labels are looked up.
+const SERIES_PER_ROUTE: usize = 32;
+
+impl SeriesCache {
+    /// The series for `status` and `method`, resolving `labels` (in [`REQUEST_LABELS`] order)
+    /// only the first time.
+    pub fn get(
+        &self,
+        metrics: &ProxyMetrics,
+        status: u16,
+        method: &http::Method,
+        labels: impl FnOnce() -> [String; 8],
+    ) -> Arc<RouteSeries> {
+        if let Ok(cache) = self.0.read() {
+            if let Some((_, _, s)) = cache.iter().find(|(st, m, _)| *st == status && m == method) {
+                return s.clone();
+            }
+        }
+        let labels = labels();
+        let l: [&str; 8] = std::array::from_fn(|i| labels[i].as_str());
+        let series = Arc::new(RouteSeries {
+            requests: metrics.requests.with_label_values(&l),
+            request_duration: metrics.request_duration.with_label_values(&l),
+            response_duration: metrics.response_duration.with_label_values(&l),
+            header_duration: metrics.header_duration.with_label_values(&l),
+            request_size: metrics.request_size.with_label_values(&l),
+            response_size: metrics.response_size.with_label_values(&l),
+        });
+        if let Ok(mut cache) = self.0.write() {
+            if cache.len() < SERIES_PER_ROUTE {
+                cache.push((status, method.clone(), series.clone()));
+            }
+        }
+        series
     }
 }

@@ -56,6 +56,8 @@ pub struct RouteMeta {
     pub path: Arc<str>,
     /// Whether the route is a canary (metric label).
     pub canary: bool,
+    /// This route's resolved metric series (a cache; not configuration).
+    pub series: crate::metrics::SeriesCache,
 }
 
 /// Per-route traffic policy. Fields are filled in as features land; the defaults match ingress-nginx.

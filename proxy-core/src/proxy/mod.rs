@@ -241,12 +241,13 @@ impl ProxyHttp for WeirProxy {
             .map(|a| a.port());
         let req = session.req_header();
         let forwarded_for = match (&ctx.snapshot, ctx.client_ip, ctx.peer_ip) {
-            (Some(snapshot), Some(client), Some(peer)) => {
+            (Some(snapshot), Some(client), Some(peer))
+                if snapshot.server().client_ip.use_forwarded_headers
+                    && snapshot.server().client_ip.compute_full_forwarded_for =>
+            {
                 let cfg = &snapshot.server().client_ip;
-                let incoming = req
-                    .headers
-                    .get(cfg.forwarded_for_header.as_str())
-                    .map(|v| v.as_bytes());
+                // ingress-nginx's $full_x_forwarded_for always extends X-Forwarded-For.
+                let incoming = req.headers.get("x-forwarded-for").map(|v| v.as_bytes());
                 HeaderValue::from_str(&client_ip::forwarded_for_value(cfg, client, peer, incoming))
                     .ok()
             }
@@ -397,39 +398,38 @@ impl ProxyHttp for WeirProxy {
             (None, None, None) => 0,
         };
         let resolved = snapshot.resolve(ctx.route);
-        let code = http::StatusCode::from_u16(status).ok();
-        let status_text = code.as_ref().map_or("0", |c| c.as_str());
         let req = session.req_header();
-        let labels = [
-            status_text,
-            req.method.as_str(),
-            &resolved.meta.path,
-            &resolved.meta.namespace,
-            &resolved.meta.ingress,
-            &resolved.meta.service,
-            resolved.host,
-            if resolved.meta.canary {
-                &resolved.meta.service
-            } else {
-                ""
-            },
-        ];
-        metrics.requests.with_label_values(&labels).inc();
-        metrics
+        let series = resolved.meta.series.get(metrics, status, &req.method, || {
+            let status_text = http::StatusCode::from_u16(status)
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_else(|_| status.to_string());
+            let meta = resolved.meta;
+            [
+                status_text,
+                req.method.as_str().to_string(),
+                meta.path.to_string(),
+                meta.namespace.to_string(),
+                meta.ingress.to_string(),
+                meta.service.to_string(),
+                resolved.host.to_string(),
+                if meta.canary {
+                    meta.service.to_string()
+                } else {
+                    String::new()
+                },
+            ]
+        });
+        series.requests.inc();
+        series
             .request_duration
-            .with_label_values(&labels)
             .observe(ctx.start.elapsed().as_secs_f64());
         if let Some(start) = ctx.upstream_start {
-            metrics
+            series
                 .response_duration
-                .with_label_values(&labels)
                 .observe(start.elapsed().as_secs_f64());
         }
         if let Some(h) = ctx.header_time {
-            metrics
-                .header_duration
-                .with_label_values(&labels)
-                .observe(h.as_secs_f64());
+            series.header_duration.observe(h.as_secs_f64());
         }
         let header_len: usize = req
             .headers
@@ -439,13 +439,11 @@ impl ProxyHttp for WeirProxy {
             + req.uri.path_and_query().map_or(1, |p| p.as_str().len())
             + req.method.as_str().len()
             + 12;
-        metrics
+        series
             .request_size
-            .with_label_values(&labels)
             .observe((header_len + session.body_bytes_read()) as f64);
-        metrics
+        series
             .response_size
-            .with_label_values(&labels)
             .observe(session.body_bytes_sent() as f64);
     }
 }
