@@ -123,7 +123,10 @@ pub struct RouteSeries {
 /// Per-route cache of [`RouteSeries`], kept in the route's metadata (so it lives as long as the
 /// snapshot). Equality and hashing ignore it: it is a cache, not configuration.
 #[derive(Default, Clone)]
-pub struct SeriesCache(Arc<RwLock<Vec<(u16, http::Method, Arc<RouteSeries>)>>>);
+pub struct SeriesCache(Arc<RwLock<Vec<CachedSeries>>>);
+
+/// One cache entry: status, method, series.
+type CachedSeries = (u16, http::Method, Arc<RouteSeries>);
 
 impl std::fmt::Debug for SeriesCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
