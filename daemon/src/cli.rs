@@ -94,6 +94,10 @@ pub struct Cli {
     #[arg(long, value_name = "NAMESPACE/NAME")]
     pub default_ssl_certificate: Option<String>,
 
+    /// Accept HTTP/2 without TLS (h2c, prior knowledge) on the HTTP port, next to HTTP/1.1.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_name = "BOOL")]
+    pub enable_h2c: bool,
+
     /// Worker threads of the proxy (default: one per CPU).
     #[arg(long, value_name = "N")]
     pub worker_threads: Option<usize>,

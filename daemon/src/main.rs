@@ -213,10 +213,16 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
     let fallback_cert = TlsCert::fake();
     let listener =
         |name: &'static str, tls: Option<pingora::listeners::tls::Acceptor>, addr: SocketAddr| {
-            let app = pingora::proxy::http_proxy(
+            let mut app = pingora::proxy::http_proxy(
                 &server.configuration,
                 WeirProxy::new(handle.clone(), Some(proxy_metrics.clone())),
             );
+            let mut options = pingora::apps::HttpServerOptions::default();
+            // ingress-nginx's keep-alive-requests default.
+            options.keepalive_request_limit = Some(1000);
+            // HTTP/2 without TLS (prior knowledge) on the plain listener, when asked for.
+            options.h2c = tls.is_none() && cli.enable_h2c;
+            app.server_options = Some(options);
             let mut service = pingora::services::listening::Service::new(
                 format!("weir {name}"),
                 EdgeApp::new(app, handle.clone(), tls, name, Some(edge_metrics.clone())),

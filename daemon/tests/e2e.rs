@@ -709,3 +709,29 @@ data:
             .then_some(())
     });
 }
+
+#[test]
+fn unsupported_authentication_annotations_fail_closed() {
+    let a = EchoServer::start("a").unwrap();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("ns", "a", &[a.addr()]));
+    let protected = ingress("ns", "protected", &[("auth.test", "Prefix", "/", "a")]).replace(
+        "metadata: {name: protected, namespace: ns}\n",
+        "metadata:\n  name: protected\n  namespace: ns\n  annotations:\n    nginx.ingress.kubernetes.io/auth-url: http://auth.example/verify\n",
+    );
+    let snippet = ingress("ns", "snippet", &[("snippet.test", "Prefix", "/", "a")]).replace(
+        "metadata: {name: snippet, namespace: ns}\n",
+        "metadata:\n  name: snippet\n  namespace: ns\n  annotations:\n    nginx.ingress.kubernetes.io/configuration-snippet: \"more_set_headers 'X: y';\"\n",
+    );
+    m.write("ing.yaml", &[protected, snippet].join("---\n"));
+    let w = Weir::start(m.path(), &[]);
+    assert_eq!(
+        w.get("auth.test", "/").status,
+        503,
+        "never served without its authentication"
+    );
+    w.wait_log("auth-url (authentication) is not supported");
+    assert_eq!(w.get("snippet.test", "/").server(), "a");
+    w.wait_log("configuration-snippet is refused");
+}

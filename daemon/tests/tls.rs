@@ -434,25 +434,24 @@ fn https_redirect_matrix_and_hsts() {
         let r = w.get(host, path);
         (r.status, r.header("location").map(str::to_string))
     };
-    // The HTTPS port is not 443 here, so it appears in the Location.
-    let port = w.https.port();
-    let redirect = |to: &str| (308, Some(to.replace("{port}", &port.to_string())));
+    // As ingress-nginx, the URL has no port unless use-port-in-redirects (clients reach 443).
+    let redirect = |to: &str| (308, Some(to.to_string()));
     assert_eq!(
         loc("tls.test", "/a/b?x=1&y=2"),
-        redirect("https://tls.test:{port}/a/b?x=1&y=2")
+        redirect("https://tls.test/a/b?x=1&y=2")
     );
     assert_eq!(
         loc("TLS.test:80", "/dir/"),
-        redirect("https://tls.test:{port}/dir")
+        redirect("https://tls.test/dir")
     );
-    assert_eq!(loc("tls.test", "/"), redirect("https://tls.test:{port}/"));
+    assert_eq!(loc("tls.test", "/"), redirect("https://tls.test/"));
     assert_eq!(
         loc("keep.test", "/dir/"),
-        redirect("https://keep.test:{port}/dir/")
+        redirect("https://keep.test/dir/")
     );
     assert_eq!(
         loc("force.test", "/x?q"),
-        redirect("https://force.test:{port}/x?q"),
+        redirect("https://force.test/x?q"),
         "force-ssl-redirect without TLS"
     );
     assert_eq!(loc("off.test", "/x").0, 200, "ssl-redirect: false");
@@ -476,6 +475,14 @@ fn https_redirect_matrix_and_hsts() {
     let w = Weir::start(m.path(), &["--configmap", "ns/cfg"]);
     assert_eq!(w.get("tls.test", "/x").status, 200);
     assert_eq!(w.get("force.test", "/x").status, 308);
+    m.write(
+        "config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: ns}\ndata: {use-port-in-redirects: \"true\", hsts-max-age: \"600\", hsts-include-subdomains: \"false\"}\n",
+    );
+    let with_port = format!("https://tls.test:{}/p?q=1", w.https.port());
+    w.poll(Duration::from_secs(3), "use-port-in-redirects", || {
+        (w.get("tls.test", "/p?q=1").header("location") == Some(with_port.as_str())).then_some(())
+    });
 
     // HSTS on HTTPS responses of TLS hosts only.
     let hsts = |host: &str| {
@@ -560,6 +567,14 @@ fn proxy_protocol_sets_the_client_address_for_upstreams_and_allow_lists() {
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert!(r.contains("\"x-real-ip\":\"203.0.113.7\""), "{r}");
     assert!(r.contains("\"x-forwarded-for\":\"203.0.113.7\""), "{r}");
+    assert!(
+        r.contains("\"x-forwarded-port\":\"80\""),
+        "the PROXY destination port: {r}"
+    );
+    // A load balancer that terminated TLS sends destination port 443: the request counts as HTTPS.
+    let tls_lb = b"PROXY TCP4 203.0.113.7 10.0.0.1 40000 443\r\n";
+    let r = raw(w.http, tls_lb, "pp.test");
+    assert!(r.contains("\"x-forwarded-proto\":\"https\""), "{r}");
     assert!(
         raw(w.http, v1, "allow.test").starts_with("HTTP/1.1 200"),
         "allow-list sees the PROXY source"

@@ -1,4 +1,4 @@
-//! API mode: kube-rs reflectors on IngressClass, Ingress, Service, EndpointSlice, TLS Secrets and
+//! API mode: kube-rs reflectors on IngressClass, Ingress, Service, EndpointSlice, Secrets and
 //! the `--configmap` ConfigMap feed the same [`Syncer`] as file mode.
 //!
 //! - Nothing is published until every reflector has listed once (so `/healthz` turns ready only
@@ -152,11 +152,7 @@ impl Stores {
                 all.clone().labels(crate::objects::SERVICE_NAME_LABEL),
                 changed.clone(),
             ),
-            secrets: reflect(
-                api_for(client, ns),
-                all.clone().fields("type=kubernetes.io/tls"),
-                changed.clone(),
-            ),
+            secrets: reflect(api_for(client, ns), all.clone(), changed.clone()),
             config_map: configmap.map(|c| {
                 reflect(
                     Api::namespaced(client.clone(), &c.namespace),

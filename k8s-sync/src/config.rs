@@ -110,9 +110,14 @@ impl GlobalConfig {
                     }
                     _ => Err(format!("expected a header name, got {value:?}")),
                 },
-                "proxy-real-ip-cidr" => {
-                    parse_cidrs(value).map(|c| cfg.server.client_ip.trusted = c)
-                }
+                "proxy-real-ip-cidr" => parse_cidrs(value)
+                    .map(|c| cfg.server.client_ip.trusted = c)
+                    .map_err(|e| {
+                        // Fail closed: a typo must not make every peer trusted.
+                        cfg.server.client_ip.trusted = Vec::new();
+                        format!("{e}; no proxy is trusted until it is fixed")
+                    }),
+                "use-port-in-redirects" => boolean(value).map(|b| cfg.server.port_in_redirects = b),
                 "ssl-protocols" => {
                     let mut words: Vec<&str> = value.split_whitespace().collect();
                     words.sort_unstable();
@@ -223,6 +228,10 @@ mod tests {
             ("proxy-real-ip-cidr", "10.0.0.0/33"),
         ])));
         assert_eq!(c.server.hsts, None);
+        assert!(
+            c.server.client_ip.trusted.is_empty(),
+            "a bad proxy-real-ip-cidr trusts nobody"
+        );
         assert_eq!(p.len(), 1);
         assert!(p[0].message.contains("10.0.0.0/33"), "{}", p[0].message);
         let (_, p) = GlobalConfig::from_config_map(Some(&cm(&[("ssl-protocols", "TLSv1")])));

@@ -191,6 +191,13 @@ impl IngressAnnotations {
                         }
                     }
                 }
+                _ if name.starts_with("auth-") || name == "satisfy" => {
+                    // Never serve without the authentication the Ingress asks for.
+                    out.denied = true;
+                    out.problems.push(format!(
+                        "annotation {k} (authentication) is not supported by Weir yet; the Ingress answers 503 instead of serving without it"
+                    ));
+                }
                 "configuration-snippet" | "server-snippet" | "stream-snippet" | "auth-snippet" => out.problems.push(format!(
                     "annotation {k} is refused: nginx snippets do not exist in Weir (and are disabled by default in ingress-nginx, CVE-2021-25742)"
                 )),
@@ -451,6 +458,14 @@ impl<'a> Resolver<'a> {
     }
 }
 
+/// Whether `host` is named by a `spec.tls` entry, directly or through a one-label wildcard.
+fn tls_covers(tls_hosts: &std::collections::BTreeSet<String>, host: &str) -> bool {
+    tls_hosts.contains(host)
+        || host.split_once('.').is_some_and(|(label, parent)| {
+            !label.is_empty() && tls_hosts.contains(&format!("*.{parent}"))
+        })
+}
+
 /// Controller-wide inputs of a translation.
 pub struct TranslateSettings<'a> {
     /// `--default-backend-service`.
@@ -514,7 +529,7 @@ pub fn translate(
             host_policies
                 .entry(host.map(str::to_string))
                 .or_insert_with(|| {
-                    let tls_host = host.is_some_and(|h| settings.tls_hosts.contains(h));
+                    let tls_host = host.is_some_and(|h| tls_covers(settings.tls_hosts, h));
                     let a = &ing.annotations;
                     Arc::new(RoutePolicy {
                         tls_host,

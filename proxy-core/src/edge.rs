@@ -78,8 +78,13 @@ impl<A> EdgeApp<A> {
     }
 }
 
-/// Make the connection report `client` as its peer address.
-fn set_peer(io: &mut Stream, client: std::net::SocketAddr) {
+/// Make the connection report `client` as its peer address (and the PROXY destination, when
+/// given, as its local address: X-Forwarded-Port and the scheme follow it).
+fn set_addresses(
+    io: &mut Stream,
+    client: std::net::SocketAddr,
+    destination: Option<std::net::SocketAddr>,
+) {
     let Some(fd) = io
         .as_any()
         .downcast_ref::<L4Stream>()
@@ -89,6 +94,9 @@ fn set_peer(io: &mut Stream, client: std::net::SocketAddr) {
     };
     let digest = SocketDigest::from_raw_fd(fd);
     let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(client)));
+    if let Some(d) = destination {
+        let _ = digest.local_addr.set(Some(PingoraAddr::Inet(d)));
+    }
     io.set_socket_digest(digest);
 }
 
@@ -114,7 +122,7 @@ where
                         .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
                     let trusted = peer.is_some_and(|p| server.client_ip.is_trusted(p));
                     if let (Some(source), true) = (header.source, trusted) {
-                        set_peer(&mut io, source);
+                        set_addresses(&mut io, source, header.destination);
                     }
                 }
                 Err(e) => {

@@ -193,6 +193,9 @@ pub struct ServerPolicy {
     pub client_ip: crate::client_ip::ClientIpConfig,
     /// The `Strict-Transport-Security` value for HTTPS responses of TLS hosts; `None` = off.
     pub hsts: Option<String>,
-    /// The HTTPS port clients use, for redirects (omitted from URLs when 443).
+    /// The HTTPS port, shown in redirects when `port_in_redirects` and not 443.
     pub https_port: u16,
+    /// `use-port-in-redirects`: show the HTTPS port in redirect URLs (default off, as behind a
+    /// load balancer the client-facing port is 443).
+    pub port_in_redirects: bool,
 }

@@ -74,13 +74,28 @@ impl WeirProxy {
             return;
         };
         ctx.peer_ip = Some(peer);
-        let cfg = &snapshot.server().client_ip;
+        let server = snapshot.server();
+        if server.proxy_protocol {
+            // As nginx with `real_ip_header proxy_protocol`: the PROXY source is the client, and
+            // forwarded headers are not consulted. Destination port 443 means the client used
+            // HTTPS (TLS terminated by the load balancer).
+            ctx.client_ip = Some(peer);
+            let port = downstream
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.port());
+            if port == Some(443) {
+                ctx.scheme = "https";
+            }
+            return;
+        }
+        let cfg = &server.client_ip;
         let headers = &session.req_header().headers;
         let incoming = headers
             .get(cfg.forwarded_for_header.as_str())
             .map(|v| v.as_bytes());
         ctx.client_ip = Some(client_ip::client_ip(cfg, peer, incoming));
-        if cfg.use_forwarded_headers && cfg.trusted.iter().any(|n| n.contains(&peer)) {
+        if cfg.use_forwarded_headers && cfg.is_trusted(peer) {
             if let Some(proto) = headers
                 .get("x-forwarded-proto")
                 .and_then(|v| v.to_str().ok())
@@ -149,7 +164,11 @@ impl ProxyHttp for WeirProxy {
         {
             let location = redirect::https_location(
                 &host,
-                snapshot.server().https_port,
+                if snapshot.server().port_in_redirects {
+                    snapshot.server().https_port
+                } else {
+                    443
+                },
                 session
                     .req_header()
                     .uri

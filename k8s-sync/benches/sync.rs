@@ -1,0 +1,290 @@
+//! Scale benchmark of a full sync: 10,000 Ingresses (one distinct host and 2 paths each) on 2,000
+//! Services whose EndpointSlices hold 50,000 endpoints in total.
+//!
+//! `Syncer::apply` is a full rebuild: class filter, validation, translation, pools, snapshot build
+//! and swap. It is measured on a fresh syncer (first apply: every pool is created) and on a syncer
+//! that already applied the same objects (steady state: pools are reused).
+//!
+//! Before the benchmarks, one apply runs outside criterion and the process RSS growth it caused is
+//! printed to stderr (`sync-memory:` lines).
+//!
+//! ```sh
+//! cargo bench -p weir-k8s-sync --bench sync              # full run
+//! cargo bench -p weir-k8s-sync --bench sync -- --quick   # short run
+//! ```
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, BenchmarkId, Criterion, SamplingMode};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressClass, IngressClassSpec,
+    IngressRule, IngressServiceBackend, IngressSpec, ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_sync::objects::SERVICE_NAME_LABEL;
+use k8s_sync::{Object, ObjectSet, SyncOptions, Syncer};
+use proxy_core::{SnapshotHandle, Target};
+
+const INGRESSES: usize = 10_000;
+const SERVICES: usize = 2_000;
+const ENDPOINTS_PER_SERVICE: usize = 25;
+const NAMESPACES: usize = 10;
+
+fn meta(namespace: Option<&str>, name: String) -> ObjectMeta {
+    ObjectMeta {
+        namespace: namespace.map(str::to_string),
+        name: Some(name),
+        ..Default::default()
+    }
+}
+
+fn backend(service: usize) -> IngressBackend {
+    IngressBackend {
+        service: Some(IngressServiceBackend {
+            name: format!("svc{service}"),
+            port: Some(ServiceBackendPort {
+                number: Some(80),
+                name: None,
+            }),
+        }),
+        resource: None,
+    }
+}
+
+fn path(kind: &str, p: &str, service: usize) -> HTTPIngressPath {
+    HTTPIngressPath {
+        path: Some(p.to_string()),
+        path_type: kind.to_string(),
+        backend: backend(service),
+    }
+}
+
+/// The IngressClass, the Services with their EndpointSlices, and the Ingresses.
+///
+/// Service `s` lives in namespace `ns{s % 10}`; Ingress `i` (host `h{i}.example.test`) sends
+/// Prefix `/` to Service `i % 2000` and Exact `/api` to Service `(i + 10) % 2000`, both in its
+/// own namespace `ns{i % 10}`.
+fn objects() -> ObjectSet {
+    let mut set = ObjectSet::default();
+    set.insert(Object::IngressClass(Box::new(IngressClass {
+        metadata: meta(None, "nginx".into()),
+        spec: Some(IngressClassSpec {
+            controller: Some("k8s.io/ingress-nginx".into()),
+            parameters: None,
+        }),
+    })));
+    for s in 0..SERVICES {
+        let ns = format!("ns{}", s % NAMESPACES);
+        set.insert(Object::Service(Box::new(Service {
+            metadata: meta(Some(&ns), format!("svc{s}")),
+            spec: Some(ServiceSpec {
+                ports: Some(vec![ServicePort {
+                    name: Some("http".into()),
+                    port: 80,
+                    target_port: Some(IntOrString::Int(8080)),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            status: None,
+        })));
+        let mut slice_meta = meta(Some(&ns), format!("svc{s}-abcde"));
+        slice_meta.labels = Some(BTreeMap::from([(
+            SERVICE_NAME_LABEL.to_string(),
+            format!("svc{s}"),
+        )]));
+        let endpoints = (0..ENDPOINTS_PER_SERVICE)
+            .map(|e| Endpoint {
+                addresses: vec![format!("10.{}.{}.{}", s >> 8, s & 255, e + 1)],
+                conditions: Some(EndpointConditions {
+                    ready: Some(true),
+                    serving: Some(true),
+                    terminating: Some(false),
+                }),
+                node_name: Some(format!("node{}", e % 50)),
+                ..Default::default()
+            })
+            .collect();
+        set.insert(Object::EndpointSlice(Box::new(EndpointSlice {
+            metadata: slice_meta,
+            address_type: "IPv4".into(),
+            endpoints: Some(endpoints),
+            ports: Some(vec![EndpointPort {
+                name: Some("http".into()),
+                port: Some(8080),
+                protocol: Some("TCP".into()),
+                app_protocol: None,
+            }]),
+        })));
+    }
+    for i in 0..INGRESSES {
+        let ns = format!("ns{}", i % NAMESPACES);
+        let mut metadata = meta(Some(&ns), format!("ing{i}"));
+        metadata.creation_timestamp = Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + i as i64).unwrap(),
+        ));
+        set.insert(Object::Ingress(Box::new(Ingress {
+            metadata,
+            spec: Some(IngressSpec {
+                ingress_class_name: Some("nginx".into()),
+                rules: Some(vec![IngressRule {
+                    host: Some(format!("h{i}.example.test")),
+                    http: Some(HTTPIngressRuleValue {
+                        paths: vec![
+                            path("Prefix", "/", i % SERVICES),
+                            path("Exact", "/api", (i + 10) % SERVICES),
+                        ],
+                    }),
+                }]),
+                ..Default::default()
+            }),
+            status: None,
+        })));
+    }
+    set
+}
+
+fn syncer() -> Syncer {
+    Syncer::new(SyncOptions::default(), SnapshotHandle::new(), None)
+}
+
+/// Check that the generated objects produce what the benchmark claims to measure.
+fn check(syncer: &Syncer, report: &k8s_sync::ApplyReport) {
+    assert_eq!(report.served, INGRESSES);
+    assert_eq!(report.routes, 2 * INGRESSES);
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected.first());
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings.first());
+    assert!(report.ignored.is_empty(), "{:?}", report.ignored.first());
+    let snap = syncer.handle().load();
+    let i = INGRESSES / 2 + 3;
+    let r = snap.resolve(snap.find(&format!("h{i}.example.test"), "/api"));
+    match r.target {
+        Target::Pool(p) => {
+            assert_eq!(
+                p.key().0.as_ref(),
+                format!("ns3/svc{}:80", (i + 10) % SERVICES)
+            );
+            assert_eq!(p.endpoints().len(), ENDPOINTS_PER_SERVICE);
+        }
+        Target::NotFound => panic!("h{i}.example.test/api has no pool"),
+    }
+    let pools: std::collections::HashSet<_> = snap.pools().map(|p| p.key().clone()).collect();
+    assert_eq!(pools.len(), SERVICES);
+    let endpoints: usize = snap
+        .pools()
+        .map(|p| (p.key().clone(), p.endpoints().len()))
+        .collect::<std::collections::HashMap<_, _>>()
+        .values()
+        .sum();
+    assert_eq!(endpoints, SERVICES * ENDPOINTS_PER_SERVICE);
+}
+
+/// VmRSS of this process in KiB, from `/proc/self/status` (None where unavailable).
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+}
+
+fn growth(before: Option<u64>, after: Option<u64>) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) => format!("{:+.1} MiB", (a as f64 - b as f64) / 1024.0),
+        _ => "?".into(),
+    }
+}
+
+/// One apply outside criterion: how much the process grows for the objects and for the snapshot.
+/// RSS growth is an upper bound of what stays allocated (freed temporaries may stay mapped).
+fn report_memory() {
+    let start = rss_kib();
+    let objects = objects();
+    let with_objects = rss_kib();
+    let mut s = syncer();
+    let before = rss_kib();
+    let t = Instant::now();
+    let report = s.apply(&objects, &[]);
+    let took = t.elapsed();
+    let after = rss_kib();
+    check(&s, &report);
+    drop(report);
+    let second = s.apply(&objects, &[]);
+    drop(second);
+    let after_second = rss_kib();
+    eprintln!(
+        "sync-memory: ObjectSet of {INGRESSES} Ingresses, {SERVICES} Services, {} endpoints: \
+         VmRSS {} -> {} ({})",
+        SERVICES * ENDPOINTS_PER_SERVICE,
+        mib(start),
+        mib(with_objects),
+        growth(start, with_objects)
+    );
+    eprintln!(
+        "sync-memory: first Syncer::apply ({:.0} ms, {} routes, {} pools): VmRSS {} -> {} \
+         (growth {}: snapshot + pools + syncer state)",
+        took.as_secs_f64() * 1000.0,
+        2 * INGRESSES,
+        SERVICES,
+        mib(before),
+        mib(after),
+        growth(before, after)
+    );
+    eprintln!(
+        "sync-memory: second apply of the same objects: VmRSS {} (growth {} over the first)",
+        mib(after_second),
+        growth(after, after_second)
+    );
+}
+
+fn bench_apply(c: &mut Criterion) {
+    let objects = objects();
+    let mut g = c.benchmark_group("apply");
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(10));
+    let id = format!(
+        "{INGRESSES}_ingresses_{}_endpoints",
+        SERVICES * ENDPOINTS_PER_SERVICE
+    );
+
+    // A fresh syncer each time: every pool is built. The syncer (and its snapshot) is dropped
+    // outside the measurement.
+    g.bench_function(BenchmarkId::new("first", &id), |b| {
+        b.iter_batched(
+            syncer,
+            |mut s| {
+                let report = s.apply(&objects, &[]);
+                (s, report)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    // The same objects again: pools are reused, the previous snapshot is swapped out and dropped.
+    let mut s = syncer();
+    let report = s.apply(&objects, &[]);
+    check(&s, &report);
+    g.bench_function(BenchmarkId::new("steady_state", &id), |b| {
+        b.iter(|| black_box(s.apply(&objects, &[])))
+    });
+    g.finish();
+}
+
+fn main() {
+    // Only in `cargo bench` (criterion's test mode, without `--bench`, runs each routine once).
+    if std::env::args().any(|a| a == "--bench") {
+        report_memory();
+    }
+    let mut c = Criterion::default().configure_from_args();
+    bench_apply(&mut c);
+    c.final_summary();
+}
