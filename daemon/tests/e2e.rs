@@ -735,3 +735,86 @@ fn unsupported_authentication_annotations_fail_closed() {
     assert_eq!(w.get("snippet.test", "/").server(), "a");
     w.wait_log("configuration-snippet is refused");
 }
+
+/// An upstream that accepts a WebSocket-style upgrade and then echoes bytes.
+fn upgrade_upstream() -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in l.incoming().take(4) {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut upgrade = false;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line.to_ascii_lowercase().starts_with("upgrade: websocket") {
+                        upgrade = true;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut out = stream;
+                if !upgrade {
+                    let _ = out.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+                    return;
+                }
+                let _ = out.write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                );
+                let mut buf = [0u8; 1024];
+                loop {
+                    match std::io::Read::read(&mut reader, &mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if out.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn websocket_upgrades_pass_through() {
+    use std::io::{Read, Write};
+    let up = upgrade_upstream();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("ns", "ws", &[up]));
+    m.write(
+        "ing.yaml",
+        &ingress("ns", "ws", &[("ws.test", "Prefix", "/", "ws")]),
+    );
+    let w = Weir::start(m.path(), &[]);
+    let mut s = std::net::TcpStream::connect(w.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for msg in [&b"hello"[..], b"over the upgraded connection"] {
+        s.write_all(msg).unwrap();
+        let mut got = vec![0u8; msg.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg);
+    }
+}
