@@ -16,40 +16,6 @@ fn namespace(name: &str) -> String {
     format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n")
 }
 
-/// A Service plus one EndpointSlice per endpoint set, named `{name}-{i}`.
-fn service_slices(ns: &str, name: &str, slices: &[&[std::net::SocketAddr]]) -> String {
-    let mut out = format!(
-        "apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  ports:
-  - {{name: http, port: 80, targetPort: 8080}}
-"
-    );
-    for (i, eps) in slices.iter().enumerate() {
-        let port = eps.first().map_or(1, |e| e.port());
-        let addrs: Vec<String> = eps.iter().map(|e| format!("\"{}\"", e.ip())).collect();
-        out.push_str(&format!(
-            "---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-{i}
-  namespace: {ns}
-  labels: {{kubernetes.io/service-name: {name}}}
-addressType: IPv4
-ports:
-- {{name: http, port: {port}}}
-endpoints:
-- addresses: [{}]
-",
-            addrs.join(", ")
-        ));
-    }
-    out
-}
-
 #[test]
 fn routes_follow_api_objects_and_endpoint_changes() {
     let env = TestEnv::start();

@@ -80,15 +80,18 @@ spec:
   controller: k8s.io/ingress-nginx
 ";
 
-/// A Service `name` (port 80 named http) with one EndpointSlice holding `endpoints`.
+/// A Service `name` (port 80 named http) with its endpoints, one EndpointSlice per port.
 pub fn service(ns: &str, name: &str, endpoints: &[SocketAddr]) -> String {
-    let mut by_port: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
+    let mut by_port: std::collections::BTreeMap<u16, Vec<SocketAddr>> = Default::default();
     for e in endpoints {
-        by_port
-            .entry(e.port())
-            .or_default()
-            .push(e.ip().to_string());
+        by_port.entry(e.port()).or_default().push(*e);
     }
+    let slices: Vec<&[SocketAddr]> = by_port.values().map(Vec::as_slice).collect();
+    service_slices(ns, name, &slices)
+}
+
+/// A Service plus one EndpointSlice per endpoint set, named `{name}-{i}`.
+pub fn service_slices(ns: &str, name: &str, slices: &[&[SocketAddr]]) -> String {
     let mut out = format!(
         "apiVersion: v1
 kind: Service
@@ -98,7 +101,9 @@ spec:
   - {{name: http, port: 80, targetPort: 8080}}
 "
     );
-    for (i, (port, ips)) in by_port.iter().enumerate() {
+    for (i, eps) in slices.iter().enumerate() {
+        let port = eps.first().map_or(1, |e| e.port());
+        let addrs: Vec<String> = eps.iter().map(|e| format!("\"{}\"", e.ip())).collect();
         out.push_str(&format!(
             "---
 apiVersion: discovery.k8s.io/v1
@@ -113,10 +118,7 @@ ports:
 endpoints:
 - addresses: [{}]
 ",
-            ips.iter()
-                .map(|ip| format!("\"{ip}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
+            addrs.join(", ")
         ));
     }
     out
@@ -167,20 +169,25 @@ impl Weir {
     /// Start `weir --manifests dir` with `extra` flags and wait until /healthz says ready.
     pub fn start(dir: &Path, extra: &[&str]) -> Weir {
         let mut w = Self::spawn(dir, extra);
-        let admin = w.admin;
+        w.wait_ready();
+        w
+    }
+
+    /// Wait until /healthz answers 200 (panics with the log if weir exits first).
+    fn wait_ready(&mut self) {
+        let admin = self.admin;
         poll(
             Duration::from_secs(30),
             "weir /healthz to answer 200",
             || {
-                if let Ok(Some(status)) = w.child.try_wait() {
-                    panic!("weir exited early ({status}):\n{}", w.log());
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("weir exited early ({status}):\n{}", self.log());
                 }
                 get(admin, "localhost", "/healthz", &[])
                     .ok()
                     .filter(|r| r.status == 200)
             },
         );
-        w
     }
 
     /// Start without waiting.
@@ -191,19 +198,7 @@ impl Weir {
     /// Start in API mode with `kubeconfig` and wait until /healthz says ready (first full sync).
     pub fn start_api(kubeconfig: &Path, extra: &[&str]) -> Weir {
         let mut w = Self::spawn_with(&["--kubeconfig".as_ref(), kubeconfig.as_os_str()], extra);
-        let admin = w.admin;
-        poll(
-            Duration::from_secs(30),
-            "weir /healthz to answer 200",
-            || {
-                if let Ok(Some(status)) = w.child.try_wait() {
-                    panic!("weir exited early ({status}):\n{}", w.log());
-                }
-                get(admin, "localhost", "/healthz", &[])
-                    .ok()
-                    .filter(|r| r.status == 200)
-            },
-        );
+        w.wait_ready();
         w
     }
 
@@ -214,19 +209,7 @@ impl Weir {
             extra,
             &[("POD_NAME", pod), ("POD_NAMESPACE", namespace)],
         );
-        let admin = w.admin;
-        poll(
-            Duration::from_secs(30),
-            "weir /healthz to answer 200",
-            || {
-                if let Ok(Some(status)) = w.child.try_wait() {
-                    panic!("weir exited early ({status}):\n{}", w.log());
-                }
-                get(admin, "localhost", "/healthz", &[])
-                    .ok()
-                    .filter(|r| r.status == 200)
-            },
-        );
+        w.wait_ready();
         w
     }
 

@@ -38,7 +38,20 @@ pub fn error_page(status: u16) -> Option<&'static str> {
 
 /// Write a complete small HTML response and keep the connection reusable.
 pub async fn respond(session: &mut Session, status: u16, body: &'static str) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(3))?;
+    respond_with(session, status, body, None).await
+}
+
+/// Like [`respond`], with a `Location` header (redirects).
+pub async fn respond_with(
+    session: &mut Session,
+    status: u16,
+    body: &'static str,
+    location: Option<&str>,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    if let Some(l) = location {
+        resp.insert_header(http::header::LOCATION, l)?;
+    }
     resp.insert_header(http::header::CONTENT_TYPE, "text/html")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     let head_only = session.req_header().method == http::Method::HEAD;

@@ -1,7 +1,5 @@
 //! The HTTP → HTTPS redirect (`ssl-redirect`, `force-ssl-redirect`, `preserve-trailing-slash`).
 
-use bytes::Bytes;
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
@@ -36,20 +34,7 @@ pub async fn respond(session: &mut Session, status: u16, location: &str) -> Resu
         302 => "<html>\r\n<head><title>302 Found</title></head>\r\n<body>\r\n<center><h1>302 Found</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n",
         _ => "<html>\r\n<head><title>308 Permanent Redirect</title></head>\r\n<body>\r\n<center><h1>308 Permanent Redirect</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n",
     };
-    let mut resp = ResponseHeader::build(status, Some(4))?;
-    resp.insert_header(http::header::LOCATION, location)?;
-    resp.insert_header(http::header::CONTENT_TYPE, "text/html")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session
-            .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
-            .await?;
-    }
-    Ok(())
+    super::pages::respond_with(session, status, body, Some(location)).await
 }
 
 #[cfg(test)]
