@@ -3,7 +3,9 @@
 //!
 //! `Syncer::apply` is a full rebuild: class filter, validation, translation, pools, snapshot build
 //! and swap. It is measured on a fresh syncer (first apply: every pool is created) and on a syncer
-//! that already applied the same objects (steady state: pools are reused).
+//! that already applied the same objects (steady state: pools are reused). The steady state is also
+//! measured with 2,500 and 5,000 Ingresses on the same Services, to show how its cost grows with
+//! the number of Ingresses (linear growth is ×2 per step).
 //!
 //! Before the benchmarks, one apply runs outside criterion and the process RSS growth it caused is
 //! printed to stderr (`sync-memory:` lines).
@@ -15,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, SamplingMode};
@@ -28,9 +31,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_sync::objects::SERVICE_NAME_LABEL;
 use k8s_sync::{Object, ObjectSet, SyncOptions, Syncer};
-use proxy_core::{SnapshotHandle, Target};
+use proxy_core::{PoolCache, PoolKey, SnapshotHandle, Target};
 
 const INGRESSES: usize = 10_000;
+/// Smaller Ingress counts of the steady-state scaling series.
+const SCALING: [usize; 2] = [2_500, 5_000];
 const SERVICES: usize = 2_000;
 const ENDPOINTS_PER_SERVICE: usize = 25;
 const NAMESPACES: usize = 10;
@@ -69,7 +74,7 @@ fn path(kind: &str, p: &str, service: usize) -> HTTPIngressPath {
 /// Service `s` lives in namespace `ns{s % 10}`; Ingress `i` (host `h{i}.example.test`) sends
 /// Prefix `/` to Service `i % 2000` and Exact `/api` to Service `(i + 10) % 2000`, both in its
 /// own namespace `ns{i % 10}`.
-fn objects() -> ObjectSet {
+fn objects(ingresses: usize) -> ObjectSet {
     let mut set = ObjectSet::default();
     set.insert(Object::IngressClass(Box::new(IngressClass {
         metadata: meta(None, "nginx".into()),
@@ -122,7 +127,7 @@ fn objects() -> ObjectSet {
             }]),
         })));
     }
-    for i in 0..INGRESSES {
+    for i in 0..ingresses {
         let ns = format!("ns{}", i % NAMESPACES);
         let mut metadata = meta(Some(&ns), format!("ing{i}"));
         metadata.creation_timestamp = Some(Time(
@@ -154,14 +159,14 @@ fn syncer() -> Syncer {
 }
 
 /// Check that the generated objects produce what the benchmark claims to measure.
-fn check(syncer: &Syncer, report: &k8s_sync::ApplyReport) {
-    assert_eq!(report.served, INGRESSES);
-    assert_eq!(report.routes, 2 * INGRESSES);
+fn check(syncer: &Syncer, report: &k8s_sync::ApplyReport, ingresses: usize) {
+    assert_eq!(report.served, ingresses);
+    assert_eq!(report.routes, 2 * ingresses);
     assert!(report.rejected.is_empty(), "{:?}", report.rejected.first());
     assert!(report.warnings.is_empty(), "{:?}", report.warnings.first());
     assert!(report.ignored.is_empty(), "{:?}", report.ignored.first());
     let snap = syncer.handle().load();
-    let i = INGRESSES / 2 + 3;
+    let i = ingresses / 2 + 3;
     let r = snap.resolve(snap.find(&format!("h{i}.example.test"), "/api"));
     match r.target {
         Target::Pool(p) => {
@@ -173,15 +178,15 @@ fn check(syncer: &Syncer, report: &k8s_sync::ApplyReport) {
         }
         Target::NotFound => panic!("h{i}.example.test/api has no pool"),
     }
-    let pools: std::collections::HashSet<_> = snap.pools().map(|p| p.key().clone()).collect();
-    assert_eq!(pools.len(), SERVICES);
-    let endpoints: usize = snap
+    let pools: std::collections::HashMap<_, _> = snap
         .pools()
         .map(|p| (p.key().clone(), p.endpoints().len()))
-        .collect::<std::collections::HashMap<_, _>>()
-        .values()
-        .sum();
-    assert_eq!(endpoints, SERVICES * ENDPOINTS_PER_SERVICE);
+        .collect();
+    assert_eq!(pools.len(), SERVICES.min(2 * ingresses));
+    if ingresses >= SERVICES {
+        let endpoints: usize = pools.values().sum();
+        assert_eq!(endpoints, SERVICES * ENDPOINTS_PER_SERVICE);
+    }
 }
 
 /// VmRSS of this process in KiB, from `/proc/self/status` (None where unavailable).
@@ -205,8 +210,21 @@ fn growth(before: Option<u64>, after: Option<u64>) -> String {
 /// One apply outside criterion: how much the process grows for the objects and for the snapshot.
 /// RSS growth is an upper bound of what stays allocated (freed temporaries may stay mapped).
 fn report_memory() {
+    // The pools alone, for comparison (kept alive until the end so that the apply below cannot
+    // reuse their memory).
     let start = rss_kib();
-    let objects = objects();
+    let cache = PoolCache::new();
+    let pools: Vec<_> = (0..SERVICES)
+        .map(|s| {
+            let endpoints: Vec<SocketAddr> = (0..ENDPOINTS_PER_SERVICE)
+                .map(|e| SocketAddr::from(([10, (s >> 8) as u8, s as u8, e as u8 + 1], 8080)))
+                .collect();
+            cache.get(&PoolKey::from(format!("ns/svc{s}:80").as_str()), &endpoints)
+        })
+        .collect();
+    let with_pools = rss_kib();
+
+    let objects = objects(INGRESSES);
     let with_objects = rss_kib();
     let mut s = syncer();
     let before = rss_kib();
@@ -214,25 +232,31 @@ fn report_memory() {
     let report = s.apply(&objects, &[]);
     let took = t.elapsed();
     let after = rss_kib();
-    check(&s, &report);
+    check(&s, &report, INGRESSES);
     drop(report);
     let second = s.apply(&objects, &[]);
     drop(second);
     let after_second = rss_kib();
     eprintln!(
+        "sync-memory: {SERVICES} proxy_core Pools of {ENDPOINTS_PER_SERVICE} endpoints alone \
+         (PoolCache::get): VmRSS {} -> {} ({})",
+        mib(start),
+        mib(with_pools),
+        growth(start, with_pools)
+    );
+    eprintln!(
         "sync-memory: ObjectSet of {INGRESSES} Ingresses, {SERVICES} Services, {} endpoints: \
          VmRSS {} -> {} ({})",
         SERVICES * ENDPOINTS_PER_SERVICE,
-        mib(start),
+        mib(with_pools),
         mib(with_objects),
-        growth(start, with_objects)
+        growth(with_pools, with_objects)
     );
     eprintln!(
-        "sync-memory: first Syncer::apply ({:.0} ms, {} routes, {} pools): VmRSS {} -> {} \
-         (growth {}: snapshot + pools + syncer state)",
+        "sync-memory: first Syncer::apply ({:.0} ms, {} routes, {SERVICES} pools): VmRSS {} -> {} \
+         (growth {}: snapshot + pools + syncer state + retained temporaries)",
         took.as_secs_f64() * 1000.0,
         2 * INGRESSES,
-        SERVICES,
         mib(before),
         mib(after),
         growth(before, after)
@@ -242,27 +266,30 @@ fn report_memory() {
         mib(after_second),
         growth(after, after_second)
     );
+    drop(pools);
 }
 
 fn bench_apply(c: &mut Criterion) {
-    let objects = objects();
     let mut g = c.benchmark_group("apply");
     g.sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(10));
-    let id = format!(
-        "{INGRESSES}_ingresses_{}_endpoints",
-        SERVICES * ENDPOINTS_PER_SERVICE
-    );
+    let id = |ingresses: usize| {
+        format!(
+            "{ingresses}_ingresses_{}_endpoints",
+            SERVICES * ENDPOINTS_PER_SERVICE
+        )
+    };
+    let set = objects(INGRESSES);
 
     // A fresh syncer each time: every pool is built. The syncer (and its snapshot) is dropped
     // outside the measurement.
-    g.bench_function(BenchmarkId::new("first", &id), |b| {
+    g.bench_function(BenchmarkId::new("first", id(INGRESSES)), |b| {
         b.iter_batched(
             syncer,
             |mut s| {
-                let report = s.apply(&objects, &[]);
+                let report = s.apply(&set, &[]);
                 (s, report)
             },
             BatchSize::PerIteration,
@@ -270,12 +297,19 @@ fn bench_apply(c: &mut Criterion) {
     });
 
     // The same objects again: pools are reused, the previous snapshot is swapped out and dropped.
-    let mut s = syncer();
-    let report = s.apply(&objects, &[]);
-    check(&s, &report);
-    g.bench_function(BenchmarkId::new("steady_state", &id), |b| {
-        b.iter(|| black_box(s.apply(&objects, &[])))
-    });
+    let mut steady_state = |objects: &ObjectSet, ingresses: usize| {
+        let mut s = syncer();
+        let report = s.apply(objects, &[]);
+        check(&s, &report, ingresses);
+        g.bench_function(BenchmarkId::new("steady_state", id(ingresses)), |b| {
+            b.iter(|| black_box(s.apply(objects, &[])))
+        });
+    };
+    steady_state(&set, INGRESSES);
+    drop(set);
+    for n in SCALING {
+        steady_state(&objects(n), n);
+    }
     g.finish();
 }
 

@@ -111,14 +111,14 @@ impl Syncer {
         let mut report = ApplyReport::default();
         let filter = ClassFilter::new(&self.opts, objects);
         let now = unix_now();
-        let mut live: Vec<&str> = Vec::new();
+        let mut live: HashSet<&str> = HashSet::new();
         for (key, ing) in &objects.ingresses {
             if let ClassDecision::NotOurs(why) = filter.decide(ing) {
                 tracing::debug!(ingress = %key, %why, "ignoring Ingress of another class");
                 report.ignored.push((key.clone(), why));
                 continue;
             }
-            live.push(key);
+            live.insert(key.as_str());
             let created = match &ing.metadata.creation_timestamp {
                 Some(t) => t.0.as_second(),
                 None => *self.first_seen.entry(key.clone()).or_insert(now),

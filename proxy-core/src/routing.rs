@@ -279,13 +279,7 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, BadPath> {
     if raw.is_empty() {
         return Ok(Cow::Borrowed("/"));
     }
-    let needs_work = !raw.starts_with('/')
-        || raw.contains('%')
-        || raw.contains("//")
-        || raw.contains("/./")
-        || raw.contains("/../")
-        || raw.ends_with("/.")
-        || raw.ends_with("/..");
+    let needs_work = !raw.starts_with('/') || !already_normal(raw.as_bytes());
     if !needs_work {
         return Ok(Cow::Borrowed(raw));
     }
@@ -316,6 +310,28 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, BadPath> {
         s.push('/');
     }
     Ok(Cow::Owned(s))
+}
+
+/// One pass: no `%`, no empty segment (`//`), no `.` or `..` segment.
+fn already_normal(b: &[u8]) -> bool {
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => return false,
+            b'/' => {
+                let rest = &b[i + 1..];
+                let seg_end = rest.iter().position(|&c| c == b'/').unwrap_or(rest.len());
+                let seg = &rest[..seg_end];
+                // An empty segment is only fine at the very end (a trailing slash).
+                if (seg.is_empty() && seg_end < rest.len()) || seg == b"." || seg == b".." {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    true
 }
 
 fn percent_decode(raw: &str) -> Cow<'_, str> {
