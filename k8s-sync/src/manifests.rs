@@ -204,7 +204,8 @@ struct FileState {
 pub struct Scan {
     /// Whether anything differs from the previous scan.
     pub changed: bool,
-    /// All objects: current files, plus the last good objects of broken files.
+    /// All objects (current files, plus the last good objects of broken files) when `changed`;
+    /// empty otherwise.
     pub objects: ObjectSet,
     /// Files that are currently broken.
     pub errors: Vec<ManifestError>,
@@ -323,8 +324,11 @@ impl ManifestDir {
         let mut objects = ObjectSet::default();
         let mut errors = Vec::new();
         for state in self.files.values() {
-            for o in &state.objects {
-                objects.insert(o.clone());
+            // Gathering every object costs a copy of each: only when something changed.
+            if changed {
+                for o in &state.objects {
+                    objects.insert(o.clone());
+                }
             }
             if let Some(e) = &state.error {
                 errors.push(e.clone());
