@@ -426,11 +426,9 @@ def make_cert(work: Path) -> dict:
     return {"crt": crt, "key": key, "pem": pem}
 
 
-def nginx_upstream_conf(work: Path, name: str, port: int) -> Path:
-    d = work / name
-    d.mkdir(parents=True, exist_ok=True)
-    conf = d / "nginx.conf"
-    conf.write_text(f"""
+def nginx_head(d: Path) -> str:
+    """The part of every nginx config here: one process, no logs, long keep-alive, temp paths in d."""
+    return f"""
 daemon off;
 master_process off;
 worker_processes 1;
@@ -447,7 +445,14 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
-    server {{
+"""
+
+
+def nginx_upstream_conf(work: Path, name: str, port: int) -> Path:
+    d = work / name
+    d.mkdir(parents=True, exist_ok=True)
+    conf = d / "nginx.conf"
+    conf.write_text(nginx_head(d) + f"""    server {{
         listen 127.0.0.1:{port} default_server backlog=4096;
         location = /__stub {{ stub_status; }}
         location / {{ default_type text/plain; return 200 "ok"; }}
@@ -462,24 +467,7 @@ def nginx_proxy_conf(work: Path, name: str, http_port: int, https_port: int, ups
     d = work / name
     d.mkdir(parents=True, exist_ok=True)
     conf = d / "nginx.conf"
-    conf.write_text(f"""
-daemon off;
-master_process off;
-worker_processes 1;
-worker_rlimit_nofile 16384;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 8000; }}
-http {{
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    upstream backend {{
+    conf.write_text(nginx_head(d) + f"""    upstream backend {{
         server 127.0.0.1:{upstream};
         keepalive 128;
         keepalive_requests 100000000;

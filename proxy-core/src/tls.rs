@@ -200,27 +200,26 @@ impl CertIndex {
 
     /// The certificate for a server name: exact, then wildcard, then the default.
     pub fn find(&self, sni: Option<&str>) -> Option<&TlsCert> {
-        if let Some(name) = sni {
-            let name = name.trim_end_matches('.');
-            let lower;
-            let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-                lower = name.to_ascii_lowercase();
-                lower.as_str()
-            } else {
-                name
-            };
-            if let Some(c) = self.exact.get(name) {
-                return Some(c);
-            }
-            if let Some((label, parent)) = name.split_once('.') {
-                if !label.is_empty() {
-                    if let Some(c) = self.wildcard.get(parent) {
-                        return Some(c);
-                    }
-                }
-            }
-        }
-        self.default.as_ref()
+        sni.and_then(|name| self.find_own(name))
+            .or(self.default.as_ref())
+    }
+
+    /// The host's own certificate (exact, then one-label wildcard), not the default.
+    fn find_own(&self, name: &str) -> Option<&TlsCert> {
+        let name = name.trim_end_matches('.');
+        let lower;
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = name.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            name
+        };
+        self.exact.get(name).or_else(|| {
+            let (label, parent) = name.split_once('.')?;
+            (!label.is_empty())
+                .then(|| self.wildcard.get(parent))
+                .flatten()
+        })
     }
 
     /// Whether a certificate was inserted under exactly this name (`*.x` for wildcards).
@@ -234,12 +233,7 @@ impl CertIndex {
 
     /// Whether a host has its own certificate (not the default).
     pub fn has_host(&self, host: &str) -> bool {
-        let found = self.find(Some(host));
-        found.is_some()
-            && !std::ptr::eq(
-                found.unwrap(),
-                self.default.as_ref().map_or(std::ptr::null(), |d| d),
-            )
+        self.find_own(host).is_some()
     }
 
     /// `(host, certificate)` pairs, wildcards as `*.parent`.
