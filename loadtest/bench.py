@@ -41,6 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "bench.test"
+DEFAULT_TARGETS = "nginx,haproxy,pingora,weir,weir-10k"
 NS = "bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -644,6 +645,16 @@ def write_atomic(d: Path, name: str, text: str) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
+def target_labels(many: int) -> dict[str, str]:
+    return {"nginx": "nginx (reference)", "haproxy": "haproxy",
+            "pingora": "Pingora alone (floor)", "weir": "Weir",
+            "weir-10k": f"Weir, {many:,} Ingresses"}
+
+
+# Targets without TLS or host routing: the bare Pingora proxy (`pingora-floor`).
+PLAIN_ONLY = {"pingora"}
+
+
 @dataclass
 class Target:
     key: str           # results key
@@ -667,6 +678,7 @@ class Lab:
         self.args = args
         self.work = work
         self.weir_bin = weir_bin
+        self.floor_bin = weir_bin.parent / "pingora-floor"
         self.pl = pl
         self.cert = make_cert(work)
         self.nginx = which("nginx")
@@ -706,9 +718,7 @@ class Lab:
     def start(self, key: str, instance: str, rt: bool = True, valgrind: list[str] | None = None,
               ready_timeout: float = 60.0) -> Target:
         kind = "weir" if key.startswith("weir") else key
-        labels = {"nginx": "nginx (reference)", "haproxy": "haproxy", "weir": "Weir",
-                  "weir-10k": f"Weir, {self.args.many:,} Ingresses"}
-        t = Target(key=key, label=labels[key], kind=kind, http_port=free_port(),
+        t = Target(key=key, label=target_labels(self.args.many)[key], kind=kind, http_port=free_port(),
                    https_port=free_port())
         name = f"{key}-{instance}"
         d = self.work / name
@@ -725,6 +735,10 @@ class Lab:
                                 self.cert)
             argv = vg + [self.haproxy, "-db", "-f", str(conf)]
             policy = "fifo"
+        elif kind == "pingora":
+            argv = vg + [str(self.floor_bin), "--listen", f"127.0.0.1:{t.http_port}",
+                         "--upstream", f"127.0.0.1:{self.upstream_port}", "--threads", "1"]
+            policy = "rr"
         else:
             t.admin_port = free_port()
             argv = vg + [str(self.weir_bin), "--manifests", str(self.manifests[key]),
@@ -741,6 +755,8 @@ class Lab:
         st, body = http_get(t.http_port)
         if st != 200 or body != "ok":
             raise BenchError(f"{name}: GET / Host {HOST} gave {st} {body[:200]!r}, want 200 'ok'")
+        if key in PLAIN_ONLY:
+            return t
         st, _ = http_get(t.http_port, host="nope.invalid")
         if st != 404:
             raise BenchError(f"{name}: an unknown host gave {st}, want 404 (host routing check)")
@@ -1631,7 +1647,7 @@ def main() -> int:
     ap.add_argument("--no-api", action="store_true", help="skip the API-mode reload test")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: "
                     "http1,tls,h2,callgrind,syscalls,rss,reload,api")
-    ap.add_argument("--targets", default="nginx,haproxy,weir,weir-10k",
+    ap.add_argument("--targets", default=DEFAULT_TARGETS,
                     help="comma list (nginx is always included as the reference)")
     ap.add_argument("--syscall-tool", choices=("auto", "perf", "strace"), default="auto",
                     help="auto: perf when it works, else strace")
@@ -1660,7 +1676,7 @@ def main() -> int:
         ap.error(f"unknown --skip section(s): {', '.join(sorted(bad))}")
     keys = ["nginx"] + [k for k in args.targets.split(",") if k and k != "nginx"]
     for k in keys:
-        if k not in ("nginx", "haproxy", "weir", "weir-10k"):
+        if k not in target_labels(0):
             ap.error(f"unknown target {k}")
     out = Path(args.out)
     if not out.is_absolute():
@@ -1684,6 +1700,9 @@ def main() -> int:
 
     notes = [f"{k}: {v}" for k, v in ensure_tools().items()]
     weir_bin = build_weir(args)
+    if "pingora" in keys and not os.access(weir_bin.parent / "pingora-floor", os.X_OK):
+        keys.remove("pingora")
+        notes.append(f"no pingora-floor beside {weir_bin}: the Pingora floor was not measured")
 
     def on_alarm(_s, _f):
         raise BenchError("global deadline reached")
@@ -1711,7 +1730,7 @@ def main() -> int:
                 "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 "mode": ("quick" if q else "full") + (
                     "" if args.reps is None and args.duration is None and args.warmup is None
-                    and not skip and args.targets == "nginx,haproxy,weir,weir-10k" else " (custom)"),
+                    and not skip and args.targets == DEFAULT_TARGETS else " (custom)"),
                 "git": git + ("+dirty" if dirty else ""),
                 "weir_bin": str(weir_bin),
                 "cpus": os.cpu_count(),
@@ -1730,8 +1749,7 @@ def main() -> int:
             "targets_order": keys,
         }
         lab = Lab(args, work, weir_bin, pl)
-        res["labels"] = {k: {"nginx": "nginx (reference)", "haproxy": "haproxy", "weir": "Weir",
-                             "weir-10k": f"Weir, {args.many:,} Ingresses"}[k] for k in keys}
+        res["labels"] = {k: target_labels(args.many)[k] for k in keys}
         lab.start_upstreams()
         load = Load(pl, lab.upstream_port)
 
@@ -1742,6 +1760,7 @@ def main() -> int:
             log(f"  {k} ready in {targets[k].extra['startup_s']}s "
                 f"(http :{targets[k].http_port}, https :{targets[k].https_port})")
         res["startup_s"] = {k: targets[k].extra["startup_s"] for k in keys}
+        tls_keys = [k for k in keys if k not in PLAIN_ONLY]
 
         # Idle CPU: what each proxy burns without traffic (timers, polling), all measured at once.
         # Weir re-reads manifest files modified in the last 2 s: start well after that.
@@ -1758,8 +1777,8 @@ def main() -> int:
         if "http1" not in skip:
             res["http1"] = bench_wrk_series(lab, load, targets, keys, reps, duration, warmup, False, args)
         if "tls" not in skip:
-            res["tls_http1"] = bench_wrk_series(lab, load, targets, keys, tls_reps, tls_duration,
-                                                tls_warmup, True, args)
+            res["tls_http1"] = bench_wrk_series(lab, load, targets, tls_keys, tls_reps,
+                                                tls_duration, tls_warmup, True, args)
         def companion(name: str, fn) -> None:
             """A companion that fails is recorded as an error; the rest of the run goes on."""
             try:
@@ -1770,7 +1789,8 @@ def main() -> int:
                 res["meta"]["notes"].append(f"{name} failed: {str(e)[:200]}")
 
         if "h2" not in skip:
-            companion("http2", lambda: bench_h2(load, targets, keys, reps, h2_n, args.max_spread))
+            companion("http2", lambda: bench_h2(load, targets, tls_keys, reps, h2_n,
+                                                args.max_spread))
         if "syscalls" not in skip:
             companion("syscalls", lambda: bench_syscalls(load, targets, keys, sc_duration, work,
                                                          args.syscall_tool))

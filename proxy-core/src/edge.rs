@@ -100,19 +100,10 @@ fn set_addresses(
     io.set_socket_digest(digest);
 }
 
-#[async_trait]
-impl<A> ServerApp for EdgeApp<A>
-where
-    A: ServerApp + Send + Sync + 'static,
-{
-    async fn process_new(
-        self: &Arc<Self>,
-        mut io: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        let snapshot = self.snapshot.load();
-        let server = snapshot.server();
-        if server.proxy_protocol {
+impl<A> EdgeApp<A> {
+    /// The PROXY protocol header and the TLS handshake; `None` when the connection failed them.
+    async fn prepare(&self, mut io: Stream, proxy_protocol: bool) -> Option<Stream> {
+        if proxy_protocol {
             match read_header(&mut io, PROXY_PROTOCOL_TIMEOUT).await {
                 Ok(header) => {
                     // As nginx: the header's source is the client address only when the sender
@@ -120,7 +111,8 @@ where
                     let peer = io
                         .get_socket_digest()
                         .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-                    let trusted = peer.is_some_and(|p| server.client_ip.is_trusted(p));
+                    let snapshot = self.snapshot.load();
+                    let trusted = peer.is_some_and(|p| snapshot.server().client_ip.is_trusted(p));
                     if let (Some(source), true) = (header.source, trusted) {
                         set_addresses(&mut io, source, header.destination);
                     }
@@ -132,30 +124,41 @@ where
                 }
             }
         }
-        let mut io = match &self.tls {
-            Some(acceptor) => {
-                let Ok(tcp) = io.into_any().downcast::<L4Stream>() else {
-                    self.count("not_tcp");
-                    return None;
-                };
-                match acceptor.tls_handshake(*tcp).await {
-                    Ok(tls) => Box::new(tls) as Stream,
-                    Err(e) => {
-                        tracing::debug!(listener = self.listener, error = %e, "TLS handshake failed");
-                        self.count("tls_handshake");
-                        return None;
-                    }
-                }
-            }
-            None => io,
+        let Some(acceptor) = &self.tls else {
+            return Some(io);
         };
-        drop(snapshot);
+        let Ok(tcp) = io.into_any().downcast::<L4Stream>() else {
+            self.count("not_tcp");
+            return None;
+        };
+        match acceptor.tls_handshake(*tcp).await {
+            Ok(tls) => Some(Box::new(tls)),
+            Err(e) => {
+                tracing::debug!(listener = self.listener, error = %e, "TLS handshake failed");
+                self.count("tls_handshake");
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for EdgeApp<A>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(self: &Arc<Self>, io: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let proxy_protocol = self.snapshot.load().server().proxy_protocol;
+        let mut io = if proxy_protocol || self.tls.is_some() {
+            // Boxed apart: the handshake state is large and would otherwise stay allocated for
+            // the whole life of every keep-alive connection.
+            Box::pin(self.prepare(io, proxy_protocol)).await?
+        } else {
+            io
+        };
         // Keep-alive: later requests on this connection go straight to HTTP.
         loop {
-            match self.inner.process_new(io, shutdown).await {
-                Some(next) => io = next,
-                None => return None,
-            }
+            io = self.inner.process_new(io, shutdown).await?;
         }
     }
 
