@@ -33,6 +33,10 @@ use k8s_sync::objects::SERVICE_NAME_LABEL;
 use k8s_sync::{Object, ObjectSet, SyncOptions, Syncer};
 use proxy_core::{PoolCache, PoolKey, SnapshotHandle, Target};
 
+/// The allocator of the `weir` binary, so that the numbers are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const INGRESSES: usize = 10_000;
 /// Smaller Ingress counts of the steady-state scaling series.
 const SCALING: [usize; 2] = [2_500, 5_000];

@@ -1,9 +1,10 @@
 //! Objects → one validated snapshot → `SnapshotHandle::store`, once per change.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use proxy_core::{PoolCache, SnapshotHandle};
+use proxy_core::{PoolCache, Snapshot, SnapshotHandle};
 use tokio::sync::watch;
 
 use crate::class::{ClassDecision, ClassFilter};
@@ -237,7 +238,8 @@ impl Syncer {
         let keep: std::collections::HashSet<_> =
             snapshot.pools().map(|p| p.key().clone()).collect();
         self.pools.retain(|k| keep.contains(k));
-        self.handle.store(snapshot);
+        let previous = self.handle.replace(snapshot);
+        retire(previous);
 
         // Each distinct warning is logged once, while it lasts.
         let current: HashSet<(String, String)> = report
@@ -286,6 +288,22 @@ impl Syncer {
         );
         report
     }
+}
+
+/// Snapshots with at least this many routes are freed on a thread of their own.
+const RETIRE_IN_BACKGROUND: usize = 1_000;
+
+/// Free a replaced snapshot. Freeing a large one (tens of milliseconds at 10,000 Ingresses) is
+/// left to a short-lived thread, so the next rebuild does not wait for it; the new snapshot is
+/// already serving either way.
+fn retire(previous: Arc<Snapshot>) {
+    if previous.route_count() < RETIRE_IN_BACKGROUND {
+        return;
+    }
+    // When the thread cannot be started, the closure (and the snapshot) is dropped right here.
+    let _ = std::thread::Builder::new()
+        .name("weir-retire".to_string())
+        .spawn(move || drop(previous));
 }
 
 /// File mode: re-scan `dir` every `interval` and apply changes until `shutdown` turns true.

@@ -208,23 +208,25 @@ impl IngressAnnotations {
     }
 }
 
-fn backend_ref(b: &IngressBackend, field: &str) -> Result<BackendRef, InvalidIngress> {
+/// `field` names the backend in errors; it is only formatted when there is one.
+fn backend_ref(
+    b: &IngressBackend,
+    field: &dyn Fn() -> String,
+) -> Result<BackendRef, InvalidIngress> {
     let Some(svc) = &b.service else {
-        return Err(InvalidIngress::NotAService {
-            field: field.to_string(),
-        });
+        return Err(InvalidIngress::NotAService { field: field() });
     };
     let port = match &svc.port {
         Some(p) => match (&p.number, &p.name) {
             (Some(n), _) => PortRef::Number(*n),
             (None, Some(name)) if !name.is_empty() => PortRef::Name(name.clone()),
             _ => None.ok_or_else(|| InvalidIngress::MissingPort {
-                field: format!("{field}.service.port"),
+                field: format!("{}.service.port", field()),
             })?,
         },
         None => {
             return Err(InvalidIngress::MissingPort {
-                field: format!("{field}.service.port"),
+                field: format!("{}.service.port", field()),
             })
         }
     };
@@ -238,15 +240,14 @@ fn backend_ref(b: &IngressBackend, field: &str) -> Result<BackendRef, InvalidIng
 pub fn validate_ingress(ing: &Ingress, created: i64) -> Result<ValidIngress, InvalidIngress> {
     let namespace = ing.metadata.namespace.clone().unwrap_or_default();
     let name = ing.metadata.name.clone().unwrap_or_default();
-    let spec = ing.spec.clone().unwrap_or_default();
+    let spec = ing.spec.as_ref();
     let default_backend = spec
-        .default_backend
-        .as_ref()
-        .map(|b| backend_ref(b, "spec.defaultBackend"))
+        .and_then(|s| s.default_backend.as_ref())
+        .map(|b| backend_ref(b, &|| "spec.defaultBackend".to_string()))
         .transpose()?;
     let mut rules = Vec::new();
     let mut hosts = Vec::new();
-    let spec_rules = spec.rules.unwrap_or_default();
+    let spec_rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
     if spec_rules.is_empty() && default_backend.is_none() {
         return Err(InvalidIngress::Empty);
     }
@@ -267,14 +268,14 @@ pub fn validate_ingress(ing: &Ingress, created: i64) -> Result<ValidIngress, Inv
         }
         let Some(http) = &rule.http else { continue };
         for (pi, p) in http.paths.iter().enumerate() {
-            let field = format!("spec.rules[{ri}].http.paths[{pi}]");
+            let field = || format!("spec.rules[{ri}].http.paths[{pi}]");
             let kind = match p.path_type.as_str() {
                 "Exact" => PathKind::Exact,
                 "Prefix" => PathKind::Prefix,
                 "ImplementationSpecific" => PathKind::ImplementationSpecific,
                 other => {
                     return Err(InvalidIngress::PathType {
-                        field: format!("{field}.pathType"),
+                        field: format!("{}.pathType", field()),
                         value: other.to_string(),
                     })
                 }
@@ -285,10 +286,10 @@ pub fn validate_ingress(ing: &Ingress, created: i64) -> Result<ValidIngress, Inv
                 _ => String::new(),
             };
             validate_rule(host.as_deref(), kind, &path).map_err(|source| InvalidIngress::Rule {
-                field: format!("{field}.path"),
+                field: format!("{}.path", field()),
                 source,
             })?;
-            let backend = backend_ref(&p.backend, &format!("{field}.backend"))?;
+            let backend = backend_ref(&p.backend, &|| format!("{}.backend", field()))?;
             rules.push(ValidRule {
                 host: host.clone(),
                 kind,
@@ -298,17 +299,17 @@ pub fn validate_ingress(ing: &Ingress, created: i64) -> Result<ValidIngress, Inv
         }
     }
     let tls = spec
-        .tls
+        .and_then(|s| s.tls.as_deref())
         .unwrap_or_default()
-        .into_iter()
+        .iter()
         .map(|t| ValidTls {
             hosts: t
                 .hosts
-                .unwrap_or_default()
                 .iter()
+                .flatten()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
-            secret: t.secret_name.filter(|s| !s.is_empty()),
+            secret: t.secret_name.clone().filter(|s| !s.is_empty()),
         })
         .collect();
     Ok(ValidIngress {
@@ -349,7 +350,8 @@ struct Resolver<'a> {
     objects: &'a ObjectSet,
     slices: HashMap<String, Vec<&'a EndpointSlice>>,
     pools: &'a PoolCache,
-    resolved: HashMap<(String, BackendRef), Target>,
+    /// Targets resolved in this translation, by namespace then backend.
+    resolved: HashMap<String, HashMap<BackendRef, Target>>,
 }
 
 impl<'a> Resolver<'a> {
@@ -377,8 +379,7 @@ impl<'a> Resolver<'a> {
 
     /// The pool for a backend; a warning when the Service or port does not exist.
     fn target(&mut self, namespace: &str, b: &BackendRef) -> (Target, Option<String>) {
-        let cache_key = (namespace.to_string(), b.clone());
-        if let Some(t) = self.resolved.get(&cache_key) {
+        if let Some(t) = self.resolved.get(namespace).and_then(|m| m.get(b)) {
             return (t.clone(), None);
         }
         let port_label = match &b.port {
@@ -395,7 +396,10 @@ impl<'a> Resolver<'a> {
             },
         };
         let target = Target::Pool(self.pools.get(&key, &endpoints));
-        self.resolved.insert(cache_key, target.clone());
+        self.resolved
+            .entry(namespace.to_string())
+            .or_default()
+            .insert(b.clone(), target.clone());
         (target, warning)
     }
 
@@ -405,13 +409,13 @@ impl<'a> Resolver<'a> {
         svc: &Service,
         port: &PortRef,
     ) -> Result<Vec<SocketAddr>, String> {
-        let spec = svc.spec.clone().unwrap_or_default();
-        if spec.type_.as_deref() == Some("ExternalName") {
+        let spec = svc.spec.as_ref();
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
             return Err(format!(
                 "Service {svc_key} is of type ExternalName, which Weir does not support yet"
             ));
         }
-        let ports = spec.ports.unwrap_or_default();
+        let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
         let svc_port = ports.iter().find(|p| match port {
             PortRef::Number(n) => p.port == *n,
             PortRef::Name(n) => p.name.as_deref() == Some(n.as_str()),
@@ -503,12 +507,12 @@ pub fn translate(
     let mut catch_all: Option<DefaultRoute> = None;
     let mut hosts_seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for ing in &ingresses {
-        let ing_key = format!("{}/{}", ing.namespace, ing.name);
+        let ing_key = &ing.order.name; // "namespace/name"
         let mut warn = |message: Option<String>| {
             if let Some(message) = message {
                 if !warnings
                     .iter()
-                    .any(|w: &Warning| w.ingress == ing_key && w.message == message)
+                    .any(|w: &Warning| &w.ingress == ing_key && w.message == message)
                 {
                     warnings.push(Warning {
                         ingress: ing_key.clone(),
@@ -523,26 +527,26 @@ pub fn translate(
         let namespace: Arc<str> = ing.namespace.as_str().into();
         let ingress_name: Arc<str> = ing.name.as_str().into();
         // Per host of this Ingress: redirect and HSTS depend on whether the host has TLS.
-        let mut host_policies: std::collections::HashMap<Option<String>, Arc<RoutePolicy>> =
-            std::collections::HashMap::new();
+        // An Ingress names few hosts: a short list beats hashing an owned key per rule.
+        let mut host_policies: Vec<(Option<String>, Arc<RoutePolicy>)> = Vec::new();
         let mut policy_for = |host: Option<&str>| -> Arc<RoutePolicy> {
-            host_policies
-                .entry(host.map(str::to_string))
-                .or_insert_with(|| {
-                    let tls_host = host.is_some_and(|h| tls_covers(settings.tls_hosts, h));
-                    let a = &ing.annotations;
-                    Arc::new(RoutePolicy {
-                        tls_host,
-                        redirect_to_https: a.force_ssl_redirect
-                            || (tls_host && a.ssl_redirect.unwrap_or(settings.ssl_redirect)),
-                        preserve_trailing_slash: a.preserve_trailing_slash,
-                        allow_source: a.allow_source.clone(),
-                        deny_source: a.deny_source.clone(),
-                        denied: a.denied,
-                        ..settings.base_policy.clone()
-                    })
-                })
-                .clone()
+            if let Some((_, p)) = host_policies.iter().find(|(h, _)| h.as_deref() == host) {
+                return p.clone();
+            }
+            let tls_host = host.is_some_and(|h| tls_covers(settings.tls_hosts, h));
+            let a = &ing.annotations;
+            let p = Arc::new(RoutePolicy {
+                tls_host,
+                redirect_to_https: a.force_ssl_redirect
+                    || (tls_host && a.ssl_redirect.unwrap_or(settings.ssl_redirect)),
+                preserve_trailing_slash: a.preserve_trailing_slash,
+                allow_source: a.allow_source.clone(),
+                deny_source: a.deny_source.clone(),
+                denied: a.denied,
+                ..settings.base_policy.clone()
+            });
+            host_policies.push((host.map(str::to_string), p.clone()));
+            p
         };
         let default_route = ing.default_backend.as_ref().map(|b| {
             let (target, w) = resolver.target(&ing.namespace, b);

@@ -18,6 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode};
+
+/// The allocator of the `weir` binary, so that the numbers are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use proxy_core::routing::{normalize_host, normalize_path};
 use proxy_core::{
     PathKind, Pool, Route, RouteMeta, RouteOrder, RoutePolicy, Snapshot, SnapshotBuilder, Target,

@@ -13,7 +13,7 @@ use crate::model::{
 };
 use crate::routing::{prefix_key, valid_rule_host, RouteId, RouteTable, VirtualHost};
 use crate::tls::CertIndex;
-use crate::upstream::Pool;
+use crate::upstream::{Pool, PoolKey};
 
 /// A rule that cannot be part of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +70,15 @@ struct HostEntry {
     fallback: Option<(RouteOrder, DefaultRoute)>,
 }
 
+/// `s` in lower case, borrowed when it already is (host names usually are).
+fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 /// Collects routes and produces an indexed, immutable [`Snapshot`].
 #[derive(Default)]
 pub struct SnapshotBuilder {
@@ -92,23 +101,32 @@ impl SnapshotBuilder {
         host: Option<&str>,
         route: Route,
     ) -> Result<AddOutcome, BuildError> {
-        let host = host.map(str::to_ascii_lowercase);
+        let host = host.map(lowercase);
         validate_rule(host.as_deref(), route.kind, &route.path)?;
-        let entry = self.hosts.entry(host.unwrap_or_default()).or_default();
+        let host = host.as_deref().unwrap_or_default();
+        if !self.hosts.contains_key(host) {
+            self.hosts.insert(host.to_string(), HostEntry::default());
+        }
+        let entry = self
+            .hosts
+            .get_mut(host)
+            .expect("the host entry exists (inserted above)");
         let key = match route.kind {
             PathKind::Prefix => prefix_key(&route.path).to_string(),
             _ => route.path.clone(),
         };
-        match entry.routes.get_mut(&(route.kind, key.clone())) {
-            Some(existing) if existing.order <= route.order => {
-                Ok(AddOutcome::Shadowed(existing.meta.clone()))
+        match entry.routes.entry((route.kind, key)) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let existing = e.get_mut();
+                if existing.order <= route.order {
+                    Ok(AddOutcome::Shadowed(existing.meta.clone()))
+                } else {
+                    let old = std::mem::replace(existing, route);
+                    Ok(AddOutcome::Replaced(old.meta))
+                }
             }
-            Some(existing) => {
-                let old = std::mem::replace(existing, route);
-                Ok(AddOutcome::Replaced(old.meta))
-            }
-            None => {
-                entry.routes.insert((route.kind, key), route);
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(route);
                 Ok(AddOutcome::Added)
             }
         }
@@ -135,9 +153,11 @@ impl SnapshotBuilder {
     /// Make sure `host` has a virtual host even without rules (its requests then get its
     /// fallback or the default route instead of falling to the any-host rules).
     pub fn declare_host(&mut self, host: &str) -> Result<(), BuildError> {
-        let host = host.to_ascii_lowercase();
+        let host = lowercase(host);
         validate_rule(Some(&host), PathKind::Prefix, "/")?;
-        self.hosts.entry(host).or_default();
+        if !self.hosts.contains_key(host.as_ref()) {
+            self.hosts.insert(host.into_owned(), HostEntry::default());
+        }
         Ok(())
     }
 
@@ -159,6 +179,7 @@ impl SnapshotBuilder {
     /// Index everything into a snapshot.
     pub fn build(self) -> Snapshot {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let mut pools = Pools::new();
         let vhosts: Vec<VirtualHost> = self
             .hosts
             .into_iter()
@@ -179,17 +200,20 @@ impl SnapshotBuilder {
                 name.hash(&mut hasher);
                 for r in &routes {
                     (r.kind, &r.path, &r.meta, &r.policy).hash(&mut hasher);
-                    hash_target(&r.target, &mut hasher);
+                    hash_target(&r.target, &mut hasher, &mut pools);
                 }
                 let fallback = entry.fallback.map(|(_, r)| r);
                 if let Some(f) = &fallback {
-                    hash_default(f, &mut hasher);
+                    hash_default(f, &mut hasher, &mut pools);
                 }
                 VirtualHost::new(name, routes, fallback)
             })
             .collect();
         let default = self.default.unwrap_or_default();
-        hash_default(&default, &mut hasher);
+        hash_default(&default, &mut hasher, &mut pools);
+        for (key, pool) in &pools {
+            (key, pool.endpoints()).hash(&mut hasher);
+        }
         let mut certs: Vec<(String, i64, Vec<String>)> = self
             .tls
             .hosts()
@@ -207,16 +231,23 @@ impl SnapshotBuilder {
     }
 }
 
-fn hash_target(t: &Target, h: &mut impl Hasher) {
+/// Routes name their pool by key; each pool's endpoints are hashed once, in `build`.
+fn hash_target(t: &Target, h: &mut impl Hasher, pools: &mut Pools) {
     match t {
-        Target::Pool(p) => (p.key(), p.endpoints()).hash(h),
+        Target::Pool(p) => {
+            p.key().hash(h);
+            pools.entry(p.key().clone()).or_insert_with(|| p.clone());
+        }
         Target::NotFound => 0u8.hash(h),
     }
 }
 
-fn hash_default(d: &DefaultRoute, h: &mut impl Hasher) {
+/// The distinct pools of a snapshot being built, by key.
+type Pools = BTreeMap<PoolKey, Arc<Pool>>;
+
+fn hash_default(d: &DefaultRoute, h: &mut impl Hasher, pools: &mut Pools) {
     (&d.meta, &d.policy).hash(h);
-    hash_target(&d.target, h);
+    hash_target(&d.target, h, pools);
 }
 
 /// Everything a request needs to know about where it goes, resolved from a snapshot.
@@ -360,8 +391,15 @@ impl SnapshotHandle {
 
     /// Publish a new snapshot; requests already running keep the one they loaded.
     pub fn store(&self, snapshot: Snapshot) {
-        self.inner.current.store(Arc::new(snapshot));
+        drop(self.replace(snapshot));
+    }
+
+    /// Publish a new snapshot and return the previous one, so that the caller chooses where the
+    /// (possibly large) old snapshot is freed.
+    pub fn replace(&self, snapshot: Snapshot) -> Arc<Snapshot> {
+        let old = self.inner.current.swap(Arc::new(snapshot));
         self.inner.ready.store(true, Ordering::Release);
+        old
     }
 
     /// Whether a snapshot has been stored since the handle was created.

@@ -11,7 +11,7 @@ use proxy_core::routing::{normalize_host, normalize_path};
 use proxy_core::PathKind::{Exact as E, ImplementationSpecific as I, Prefix as P};
 use proxy_core::{
     AddOutcome, BuildError, DefaultRoute, PathKind, Route, RouteId, RouteMeta, RouteOrder,
-    Snapshot, SnapshotBuilder, Target,
+    Snapshot, SnapshotBuilder, SnapshotHandle, Target,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1242,4 +1242,30 @@ fn wildcard_needs_a_non_empty_first_label() {
     let s = b.build();
     assert_eq!(s.find(".foo.com", "/"), RouteId::Default);
     assert!(matches!(s.find("a.foo.com", "/"), RouteId::Rule { .. }));
+}
+
+#[test]
+fn replace_publishes_the_new_snapshot_and_hands_back_the_old_one() {
+    let handle = SnapshotHandle::new();
+    assert!(!handle.is_ready());
+    let mut b = SnapshotBuilder::new();
+    b.add_route(Some("a.test"), route(P, "/", "first")).unwrap();
+    handle.store(b.build());
+    let first = handle.load();
+    let mut b = SnapshotBuilder::new();
+    b.add_route(Some("b.test"), route(P, "/", "second"))
+        .unwrap();
+    let old = handle.replace(b.build());
+    assert!(
+        Arc::ptr_eq(&old, &first),
+        "the previous snapshot comes back"
+    );
+    assert!(handle.is_ready());
+    let now = handle.load();
+    assert_eq!(hit(&now, "b.test", "/"), rule("second"));
+    assert_eq!(
+        hit(&old, "a.test", "/"),
+        rule("first"),
+        "requests holding it still route"
+    );
 }
