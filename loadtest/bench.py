@@ -1277,6 +1277,40 @@ def weir_metrics(admin_port: int) -> str:
     return http_get(admin_port, host="127.0.0.1", path="/metrics")[1]
 
 
+def reload_baseline(lab: Lab, t: Target) -> tuple[str, int, int]:
+    """Weir's metrics and both upstreams' request counts before a reload-under-load run."""
+    return (weir_metrics(t.admin_port), stub_requests(lab.upstream_port),
+            stub_requests(lab.upstream2_port))
+
+
+def reload_result(lab: Lab, t: Target, base: tuple[str, int, int], wrk_out: dict, mode: str,
+                  duration: float, fields: dict) -> dict:
+    """The result of a reload-under-load run: the mode's own fields, then what wrk saw, the
+    configurations Weir applied, and what each upstream served (less the stub_status reads)."""
+    m0, a0, b0 = base
+    m1 = weir_metrics(t.admin_port)
+    a1, b1 = stub_requests(lab.upstream_port), stub_requests(lab.upstream2_port)
+    res = {
+        "mode": mode,
+        "duration_s": duration,
+        **fields,
+        "requests": wrk_out.get("requests"),
+        "non_2xx": wrk_out.get("non_2xx"),
+        "socket_errors": wrk_out.get("socket_errors"),
+        "rps": wrk_out.get("rps"),
+        "configs_applied": (metric_value(m1, "nginx_ingress_controller_success") or 0)
+        - (metric_value(m0, "nginx_ingress_controller_success") or 0),
+        "config_errors": (metric_value(m1, "nginx_ingress_controller_errors") or 0)
+        - (metric_value(m0, "nginx_ingress_controller_errors") or 0),
+        "upstream_a_requests": a1 - a0 - 1,
+        "upstream_b_requests": b1 - b0 - 1,
+    }
+    res["pass"] = (res["non_2xx"] == 0 and not any((res["socket_errors"] or {}).values())
+                   and res["upstream_a_requests"] > 0 and res["upstream_b_requests"] > 0)
+    log(f"  {res}")
+    return res
+
+
 def bench_reload_file(lab: Lab, load: Load, duration: float, rate: float) -> dict:
     work = lab.work
     d = work / "manifests-reload"
@@ -1294,8 +1328,7 @@ def bench_reload_file(lab: Lab, load: Load, duration: float, rate: float) -> dic
     t.proc = PROCS.start("weir-reload", lab.pl.wrap(argv, CPU_PROXY, None), t.logfile)
     try:
         wait_for("weir-reload", 60, lambda: http_get(t.http_port)[0] == 200, t.proc, t.logfile)
-        m0 = weir_metrics(t.admin_port)
-        a0, b0 = stub_requests(lab.upstream_port), stub_requests(lab.upstream2_port)
+        base = reload_baseline(lab, t)
         ports = [lab.upstream_port, lab.upstream2_port]
         writes = 0
         wrk_out: dict = {}
@@ -1321,28 +1354,10 @@ def bench_reload_file(lab: Lab, load: Load, duration: float, rate: float) -> dic
             time.sleep(max(0.0, next_t - time.monotonic()))
         th.join(60)
         time.sleep(1.0)
-        m1 = weir_metrics(t.admin_port)
-        a1, b1 = stub_requests(lab.upstream_port), stub_requests(lab.upstream2_port)
-        res = {
-            "mode": "file",
-            "duration_s": duration,
+        return reload_result(lab, t, base, wrk_out, "file", duration, {
             "rewrites": writes,
             "rewrite_rate_per_s": round(writes / max(duration, 1e-9), 2),
-            "requests": wrk_out.get("requests"),
-            "non_2xx": wrk_out.get("non_2xx"),
-            "socket_errors": wrk_out.get("socket_errors"),
-            "rps": wrk_out.get("rps"),
-            "configs_applied": (metric_value(m1, "nginx_ingress_controller_success") or 0)
-            - (metric_value(m0, "nginx_ingress_controller_success") or 0),
-            "config_errors": (metric_value(m1, "nginx_ingress_controller_errors") or 0)
-            - (metric_value(m0, "nginx_ingress_controller_errors") or 0),
-            "upstream_a_requests": a1 - a0 - 1,
-            "upstream_b_requests": b1 - b0 - 1,
-        }
-        res["pass"] = (res["non_2xx"] == 0 and not any((res["socket_errors"] or {}).values())
-                       and res["upstream_a_requests"] > 0 and res["upstream_b_requests"] > 0)
-        log(f"  {res}")
-        return res
+        })
     finally:
         lab.stop(t)
 
@@ -1393,8 +1408,7 @@ def bench_reload_api(lab: Lab, load: Load, duration: float, rate: float) -> dict
                              env={"POD_NAMESPACE": NS, "POD_NAME": "weir-bench"})
         wait_for("weir (API mode) to proxy", 90, lambda: http_get(t.http_port)[0] == 200, t.proc,
                  t.logfile)
-        m0 = weir_metrics(t.admin_port)
-        a0, b0 = stub_requests(lab.upstream_port), stub_requests(lab.upstream2_port)
+        base = reload_baseline(lab, t)
         # Server-side apply: concurrent kubectl runs cannot race on create (AlreadyExists).
         ssa = ["apply", "--server-side", "--force-conflicts", "--field-manager=weir-bench", "-f"]
         actions = [[*ssa, str(files / "slice-b.yaml")],
@@ -1435,27 +1449,11 @@ def bench_reload_api(lab: Lab, load: Load, duration: float, rate: float) -> dict
                 failed += 1
             PROCS.stop(p)
         time.sleep(1.0)
-        m1 = weir_metrics(t.admin_port)
-        a1, b1 = stub_requests(lab.upstream_port), stub_requests(lab.upstream2_port)
-        res = {
-            "mode": "api",
-            "duration_s": duration,
+        return reload_result(lab, t, base, wrk_out, "api", duration, {
             "kubectl_launched": launched,
             "kubectl_failed": failed,
             "kubectl_rate_per_s": round(launched / max(duration, 1e-9), 2),
-            "requests": wrk_out.get("requests"),
-            "non_2xx": wrk_out.get("non_2xx"),
-            "socket_errors": wrk_out.get("socket_errors"),
-            "rps": wrk_out.get("rps"),
-            "configs_applied": (metric_value(m1, "nginx_ingress_controller_success") or 0)
-            - (metric_value(m0, "nginx_ingress_controller_success") or 0),
-            "upstream_a_requests": a1 - a0 - 1,
-            "upstream_b_requests": b1 - b0 - 1,
-        }
-        res["pass"] = (res["non_2xx"] == 0 and not any((res["socket_errors"] or {}).values())
-                       and res["upstream_a_requests"] > 0 and res["upstream_b_requests"] > 0)
-        log(f"  {res}")
-        return res
+        })
     finally:
         if t is not None and t.proc:
             PROCS.stop(t.proc)

@@ -216,31 +216,25 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
 
     let edge_metrics = EdgeMetrics::register(&registry).context("registering metrics")?;
     let fallback_cert = TlsCert::fake();
-    let listener =
-        |name: &'static str, tls: Option<pingora::listeners::tls::Acceptor>, addr: SocketAddr| {
-            let mut app = pingora::proxy::http_proxy(
-                &server.configuration,
-                WeirProxy::new(handle.clone(), Some(proxy_metrics.clone())),
-            );
-            let mut options = pingora::apps::HttpServerOptions::default();
-            // ingress-nginx's keep-alive-requests default.
-            options.keepalive_request_limit = Some(1000);
-            // HTTP/2 without TLS (prior knowledge) on the plain listener, when asked for.
-            options.h2c = tls.is_none() && cli.enable_h2c;
-            app.server_options = Some(options);
-            // Pingora's default 64 KiB read buffer per connection only saves syscalls for TLS
-            // records; plain HTTP/1 parses from its own buffer.
-            let read = if tls.is_some() { 16 * 1024 } else { 0 };
-            let mut service = pingora::services::listening::Service::new(
-                format!("weir {name}"),
-                EdgeApp::new(app, handle.clone(), tls, name, Some(edge_metrics.clone())),
-            );
-            service.add_listener(
-                pingora::listeners::ListenerConfig::tcp(addr.to_string())
-                    .l4_buffer(pingora::listeners::L4BufferSettings::default().read(read)),
-            );
-            service
-        };
+    let listener = |name: &'static str,
+                    tls: Option<pingora::listeners::tls::Acceptor>,
+                    addr: SocketAddr| {
+        let mut app = pingora::proxy::http_proxy(
+            &server.configuration,
+            WeirProxy::new(handle.clone(), Some(proxy_metrics.clone())),
+        );
+        let mut options = pingora::apps::HttpServerOptions::default();
+        // ingress-nginx's keep-alive-requests default.
+        options.keepalive_request_limit = Some(1000);
+        // HTTP/2 without TLS (prior knowledge) on the plain listener, when asked for.
+        options.h2c = tls.is_none() && cli.enable_h2c;
+        app.server_options = Some(options);
+        let edge = EdgeApp::new(app, handle.clone(), tls, name, Some(edge_metrics.clone()));
+        let endpoint = edge.listener(&addr.to_string());
+        let mut service = pingora::services::listening::Service::new(format!("weir {name}"), edge);
+        service.add_listener(endpoint);
+        service
+    };
     let http = listener("http", None, http_addr);
     let https = listener(
         "https",

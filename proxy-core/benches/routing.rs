@@ -18,14 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode};
-
-/// The allocator of the `weir` binary, so that the numbers are the daemon's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use proxy_core::routing::{normalize_host, normalize_path};
 use proxy_core::{
     PathKind, Pool, Route, RouteMeta, RouteOrder, RoutePolicy, Snapshot, SnapshotBuilder, Target,
 };
+
+/// The allocator of the `weir` binary, so that the numbers are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Ingress counts of the lookup benchmarks.
 const SIZES: [usize; 3] = [10, 1_000, 10_000];

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::listeners::tls::Acceptor;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{SocketDigest, Stream};
@@ -69,6 +70,14 @@ impl<A> EdgeApp<A> {
             listener,
             metrics,
         }
+    }
+
+    /// The listening endpoint for this app on `addr`, with read buffers sized for it. Pingora
+    /// gives every accepted connection a 64 KiB read buffer by default; plain HTTP/1 parses from
+    /// its own buffer and needs none, and a TLS listener needs one TLS record (16 KiB).
+    pub fn listener(&self, addr: &str) -> ListenerConfig {
+        let read = if self.tls.is_some() { 16 * 1024 } else { 0 };
+        ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(read))
     }
 
     fn count(&self, reason: &str) {

@@ -259,11 +259,15 @@ pub fn normalize_host(raw: &str) -> Cow<'_, str> {
             _ => raw,
         }
     };
-    let h = without_port.strip_suffix('.').unwrap_or(without_port);
-    if h.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(h.to_ascii_lowercase())
+    ascii_lowercase(without_port.strip_suffix('.').unwrap_or(without_port))
+}
+
+/// `s` in ASCII lower case, borrowed when it already is (host names usually are).
+pub(crate) fn ascii_lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
     } else {
-        Cow::Borrowed(h)
+        Cow::Borrowed(s)
     }
 }
 

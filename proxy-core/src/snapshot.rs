@@ -11,7 +11,9 @@ use arc_swap::ArcSwap;
 use crate::model::{
     DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, RoutePolicy, ServerPolicy, Target,
 };
-use crate::routing::{prefix_key, valid_rule_host, RouteId, RouteTable, VirtualHost};
+use crate::routing::{
+    ascii_lowercase, prefix_key, valid_rule_host, RouteId, RouteTable, VirtualHost,
+};
 use crate::tls::CertIndex;
 use crate::upstream::{Pool, PoolKey};
 
@@ -70,15 +72,6 @@ struct HostEntry {
     fallback: Option<(RouteOrder, DefaultRoute)>,
 }
 
-/// `s` in lower case, borrowed when it already is (host names usually are).
-fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(s.to_ascii_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(s)
-    }
-}
-
 /// Collects routes and produces an indexed, immutable [`Snapshot`].
 #[derive(Default)]
 pub struct SnapshotBuilder {
@@ -101,16 +94,9 @@ impl SnapshotBuilder {
         host: Option<&str>,
         route: Route,
     ) -> Result<AddOutcome, BuildError> {
-        let host = host.map(lowercase);
+        let host = host.map(ascii_lowercase);
         validate_rule(host.as_deref(), route.kind, &route.path)?;
-        let host = host.as_deref().unwrap_or_default();
-        if !self.hosts.contains_key(host) {
-            self.hosts.insert(host.to_string(), HostEntry::default());
-        }
-        let entry = self
-            .hosts
-            .get_mut(host)
-            .expect("the host entry exists (inserted above)");
+        let entry = self.host_entry(host.as_deref().unwrap_or_default());
         let key = match route.kind {
             PathKind::Prefix => prefix_key(&route.path).to_string(),
             _ => route.path.clone(),
@@ -140,9 +126,9 @@ impl SnapshotBuilder {
         route: DefaultRoute,
         order: RouteOrder,
     ) -> Result<(), BuildError> {
-        let host = host.map(str::to_ascii_lowercase);
+        let host = host.map(ascii_lowercase);
         validate_rule(host.as_deref(), PathKind::Prefix, "/")?;
-        let entry = self.hosts.entry(host.unwrap_or_default()).or_default();
+        let entry = self.host_entry(host.as_deref().unwrap_or_default());
         match &entry.fallback {
             Some((existing, _)) if *existing <= order => {}
             _ => entry.fallback = Some((order, route)),
@@ -153,12 +139,21 @@ impl SnapshotBuilder {
     /// Make sure `host` has a virtual host even without rules (its requests then get its
     /// fallback or the default route instead of falling to the any-host rules).
     pub fn declare_host(&mut self, host: &str) -> Result<(), BuildError> {
-        let host = lowercase(host);
+        let host = ascii_lowercase(host);
         validate_rule(Some(&host), PathKind::Prefix, "/")?;
-        if !self.hosts.contains_key(host.as_ref()) {
-            self.hosts.insert(host.into_owned(), HostEntry::default());
-        }
+        self.host_entry(&host);
         Ok(())
+    }
+
+    /// The entry of a (lower-case) host, created when missing; `""` is the any-host server.
+    /// The name is only copied when the host is new.
+    fn host_entry(&mut self, host: &str) -> &mut HostEntry {
+        if !self.hosts.contains_key(host) {
+            self.hosts.insert(host.to_string(), HostEntry::default());
+        }
+        self.hosts
+            .get_mut(host)
+            .expect("the host entry exists (inserted above)")
     }
 
     /// Where requests go that match no host or path (default: the built-in 404 page).

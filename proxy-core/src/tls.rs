@@ -207,13 +207,8 @@ impl CertIndex {
     /// The host's own certificate (exact, then one-label wildcard), not the default.
     fn find_own(&self, name: &str) -> Option<&TlsCert> {
         let name = name.trim_end_matches('.');
-        let lower;
-        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower = name.to_ascii_lowercase();
-            lower.as_str()
-        } else {
-            name
-        };
+        let name = crate::routing::ascii_lowercase(name);
+        let name = name.as_ref();
         self.exact.get(name).or_else(|| {
             let (label, parent) = name.split_once('.')?;
             (!label.is_empty())
