@@ -656,6 +656,7 @@ fn configmap_options_set_timeouts_and_retries() {
         &[
             service("ns", "slow", &[a.addr()]),
             service("ns", "flaky", &[a.addr(), dead]),
+            service("ns", "ws", &[upgrade_upstream()]),
         ]
         .join("---\n"),
     );
@@ -667,6 +668,7 @@ fn configmap_options_set_timeouts_and_retries() {
             &[
                 ("slow.test", "Prefix", "/", "slow"),
                 ("flaky.test", "Prefix", "/", "flaky"),
+                ("ws.test", "Prefix", "/", "ws"),
             ],
         ),
     );
@@ -692,6 +694,20 @@ data:
     assert_eq!(r.status, 504, "proxy-read-timeout 1s: {r:?}");
     assert!(r.body.contains("504 Gateway Time-out"));
     assert_eq!(w.get("slow.test", "/?delay_ms=10").server(), "a");
+
+    // An upgraded connection on which the upstream stays silent for the read timeout is closed.
+    let (mut s, head) = connect_upgrade(w.http, "ws.test", "/chat");
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert_echoes(&mut s);
+    let idle = Instant::now();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut rest).expect("closed before the socket timeout");
+    assert!(rest.is_empty());
+    assert!(
+        idle.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        idle.elapsed()
+    );
 
     // One try: round robin sends every other request to the dead endpoint.
     let statuses: Vec<u16> = (0..6).map(|_| w.get("flaky.test", "/").status).collect();
@@ -736,85 +752,82 @@ fn unsupported_authentication_annotations_fail_closed() {
     w.wait_log("configuration-snippet is refused");
 }
 
-/// An upstream that accepts a WebSocket-style upgrade and then echoes bytes.
-fn upgrade_upstream() -> std::net::SocketAddr {
-    use std::io::{BufRead, BufReader, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in l.incoming().take(4) {
-            let Ok(stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut upgrade = false;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line.to_ascii_lowercase().starts_with("upgrade: websocket") {
-                        upgrade = true;
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                let mut out = stream;
-                if !upgrade {
-                    let _ = out.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
-                    return;
-                }
-                let _ = out.write_all(
-                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-                );
-                let mut buf = [0u8; 1024];
-                loop {
-                    match std::io::Read::read(&mut reader, &mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if out.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn websocket_upgrades_pass_through() {
     use std::io::{Read, Write};
     let up = upgrade_upstream();
     let m = Manifests::new();
     m.write("class.yaml", INGRESS_CLASS);
+    let dead = closed_addr();
     m.write("svc.yaml", &service("ns", "ws", &[up]));
+    m.write("svc2.yaml", &service("ns", "flaky", &[up, dead]));
+    m.write("svc3.yaml", &service("ns", "dead", &[dead]));
     m.write(
         "ing.yaml",
-        &ingress("ns", "ws", &[("ws.test", "Prefix", "/", "ws")]),
+        &ingress(
+            "ns",
+            "ws",
+            &[
+                ("ws.test", "Prefix", "/", "ws"),
+                ("flaky.test", "Prefix", "/", "flaky"),
+                ("dead.test", "Prefix", "/", "dead"),
+            ],
+        ),
     );
     let w = Weir::start(m.path(), &[]);
-    let mut s = std::net::TcpStream::connect(w.http).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(
-        b"GET /chat HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).unwrap(), 1, "response head");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+
+    let (mut s, head) = connect_upgrade(w.http, "ws.test", "/chat");
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket"), "{head}");
-    for msg in [&b"hello"[..], b"over the upgraded connection"] {
-        s.write_all(msg).unwrap();
-        let mut got = vec![0u8; msg.len()];
-        s.read_exact(&mut got).unwrap();
-        assert_eq!(got, msg);
+    assert_echoes(&mut s);
+    // The tunnel ends when the client leaves; the upstream sees it go.
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+
+    // An upstream whose 101 is waiting before the proxy reads the answer: every tunnel must
+    // stay open (the answer and the end of the empty request body race inside the proxy).
+    for _ in 0..40 {
+        assert_tunnel(w.http, "ws.test", "/early");
     }
+
+    // A refused upgrade is an ordinary response, body included, and the connection stays usable.
+    let (mut s, head) = connect_upgrade(w.http, "ws.test", "/elsewhere");
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    let mut body = [0u8; 14];
+    s.read_exact(&mut body).unwrap();
+    assert_eq!(&body, b"no chat here\r\n");
+    s.write_all(b"GET /chat HTTP/1.1\r\nHost: ws.test\r\n\r\n")
+        .unwrap();
+    let mut next = [0u8; 12];
+    s.read_exact(&mut next).unwrap();
+    assert_eq!(&next, b"HTTP/1.1 403");
+
+    // Connect failures are retried on another endpoint; with none left the answer is a 502.
+    for _ in 0..6 {
+        assert_tunnel(w.http, "flaky.test", "/chat");
+    }
+    let (_, head) = connect_upgrade(w.http, "dead.test", "/chat");
+    assert!(head.starts_with("http/1.1 502"), "{head}");
+
+    // Upgrades are counted like any request, under their own status.
+    let switched = |host| {
+        w.metrics()
+            .value(
+                "nginx_ingress_controller_requests",
+                &[("host", host), ("status", "101")],
+            )
+            .unwrap_or(0.0)
+    };
+    w.poll(Duration::from_secs(5), "upgrades counted", || {
+        (switched("ws.test") == 41.0 && switched("flaky.test") == 6.0).then_some(())
+    });
+    assert_eq!(
+        w.metrics().value(
+            "nginx_ingress_controller_requests",
+            &[("host", "dead.test"), ("status", "502")]
+        ),
+        Some(1.0)
+    );
 }

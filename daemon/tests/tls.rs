@@ -659,3 +659,24 @@ fn forwarded_headers_are_trusted_only_from_trusted_peers() {
             .then_some(())
     });
 }
+
+#[test]
+fn websockets_over_tls() {
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("ns", "echo", &[upgrade_upstream()]));
+    let (crt, key, _) = cert(&["ws.test"]);
+    m.write("secret.yaml", &tls_secret("ns", "c", &crt, &key));
+    m.write("ing.yaml", &tls_ingress("ws", "ws.test", Some("c"), &[]));
+    let w = Weir::start(m.path(), &[]);
+    for path in ["/chat", "/early", "/early", "/early", "/early"] {
+        let (mut s, _) = tls_connect(w.https, "ws.test", b"");
+        let head = send_upgrade(&mut s, "ws.test", path);
+        assert!(head.starts_with("http/1.1 101"), "{path}: {head}");
+        assert_echoes(&mut s);
+    }
+    // Plain HTTP to a TLS host is redirected first, upgrade or not (as ingress-nginx).
+    let (_, head) = connect_upgrade(w.http, "ws.test", "/chat");
+    assert!(head.starts_with("http/1.1 308"), "{head}");
+    assert!(head.contains("location: https://ws.test/chat"), "{head}");
+}

@@ -451,3 +451,113 @@ impl Metrics {
         found
     }
 }
+
+/// An upstream that accepts WebSocket-style upgrades on `/chat` and echoes bytes after the
+/// 101; `/early` gets its 101 before the upstream has even read the request (the answer is
+/// already waiting when the proxy looks for it); any other request gets a 403 with a body.
+pub fn upgrade_upstream() -> SocketAddr {
+    use std::io::{BufRead, BufReader};
+    const SWITCH: &[u8] =
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in l.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                // Early answers go out before the request is read.
+                let mut peek = [0u8; 16];
+                let n = stream.peek(&mut peek).unwrap_or(0);
+                let early = peek[..n].starts_with(b"GET /early");
+                if early && stream.write_all(SWITCH).is_err() {
+                    return;
+                }
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut upgrade = false;
+                let mut chat = false;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    chat |= lower.starts_with("get /chat ");
+                    upgrade |= lower.starts_with("upgrade: websocket");
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut out = stream;
+                if !early {
+                    if !(upgrade && chat) {
+                        let _ = out.write_all(
+                            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 14\r\n\r\nno chat here\r\n",
+                        );
+                        return;
+                    }
+                    if out.write_all(SWITCH).is_err() {
+                        return;
+                    }
+                }
+                let mut buf = [0u8; 1024];
+                loop {
+                    match Read::read(&mut reader, &mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if out.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Sends a WebSocket upgrade request for `host` and `path` on `s`; returns the response head
+/// (lower-cased).
+pub fn send_upgrade<S: Read + Write>(s: &mut S, host: &str, path: &str) -> String {
+    s.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "response head");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).to_ascii_lowercase()
+}
+
+/// Connects to `addr` and sends a WebSocket upgrade request; returns the stream and the response
+/// head (lower-cased).
+pub fn connect_upgrade(addr: SocketAddr, host: &str, path: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = send_upgrade(&mut s, host, path);
+    (s, head)
+}
+
+/// An upgrade through `addr` is switched (101) and echoes what is sent over it.
+pub fn assert_tunnel(addr: SocketAddr, host: &str, path: &str) {
+    let (mut s, head) = connect_upgrade(addr, host, path);
+    assert!(head.starts_with("http/1.1 101"), "{host}{path}: {head}");
+    assert_echoes(&mut s);
+}
+
+/// Bytes sent over an upgraded connection come back from the echoing upstream.
+pub fn assert_echoes<S: Read + Write>(s: &mut S) {
+    for msg in [&b"hello"[..], b"over the upgraded connection"] {
+        s.write_all(msg).unwrap();
+        let mut got = vec![0u8; msg.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg);
+    }
+}

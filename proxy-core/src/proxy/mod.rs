@@ -4,6 +4,7 @@ pub mod access;
 pub mod headers;
 pub mod pages;
 pub mod redirect;
+mod upgrade;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -29,12 +30,18 @@ const MAX_TRIES: usize = 8;
 pub struct WeirProxy {
     snapshot: SnapshotHandle,
     metrics: Option<ProxyMetrics>,
+    /// Upstream connections for HTTP/1 upgrades, which [`upgrade`] proxies itself.
+    upgrades: pingora::connectors::http::v1::Connector,
 }
 
 impl WeirProxy {
     /// A proxy serving whatever `snapshot` currently holds; `metrics` is optional.
     pub fn new(snapshot: SnapshotHandle, metrics: Option<ProxyMetrics>) -> Self {
-        WeirProxy { snapshot, metrics }
+        WeirProxy {
+            snapshot,
+            metrics,
+            upgrades: pingora::connectors::http::v1::Connector::new(None),
+        }
     }
 }
 
@@ -107,6 +114,36 @@ impl WeirProxy {
                 }
             }
         }
+    }
+
+    /// The next endpoint to try for the request's route, remembered in `ctx` so a retry picks
+    /// another one.
+    fn pick_peer(&self, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let snapshot = ctx.snapshot.as_ref().ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, "no snapshot in request context")
+        })?;
+        let resolved = snapshot.resolve(ctx.route);
+        let Target::Pool(pool) = resolved.target else {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(404),
+                "no upstream for route",
+            ));
+        };
+        let addr = pool
+            .select(&ctx.tried[..ctx.tries])
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no endpoint left to try"))?;
+        if ctx.tries < MAX_TRIES {
+            ctx.tried[ctx.tries] = addr;
+            ctx.tries += 1;
+        }
+        let policy = resolved.policy;
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(policy.connect_timeout);
+        peer.options.read_timeout = Some(policy.read_timeout);
+        peer.options.write_timeout = Some(policy.send_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        ctx.upstream_start.get_or_insert_with(Instant::now);
+        Ok(Box::new(peer))
     }
 }
 
@@ -210,6 +247,9 @@ impl ProxyHttp for WeirProxy {
                         .cloned()
                         .unwrap_or_else(headers::new_request_id),
                 );
+                if session.is_upgrade_req() && session.is_body_empty() {
+                    return upgrade::proxy(self, session, ctx).await;
+                }
                 Ok(false)
             }
         }
@@ -220,31 +260,7 @@ impl ProxyHttp for WeirProxy {
         _session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        let snapshot = ctx.snapshot.as_ref().ok_or_else(|| {
-            Error::explain(ErrorType::InternalError, "no snapshot in request context")
-        })?;
-        let resolved = snapshot.resolve(ctx.route);
-        let Target::Pool(pool) = resolved.target else {
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(404),
-                "no upstream for route",
-            ));
-        };
-        let addr = pool
-            .select(&ctx.tried[..ctx.tries])
-            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no endpoint left to try"))?;
-        if ctx.tries < MAX_TRIES {
-            ctx.tried[ctx.tries] = addr;
-            ctx.tries += 1;
-        }
-        let policy = resolved.policy;
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(policy.connect_timeout);
-        peer.options.read_timeout = Some(policy.read_timeout);
-        peer.options.write_timeout = Some(policy.send_timeout);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
-        ctx.upstream_start.get_or_insert_with(Instant::now);
-        Ok(Box::new(peer))
+        self.pick_peer(ctx)
     }
 
     async fn upstream_request_filter(
