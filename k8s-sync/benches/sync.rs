@@ -5,7 +5,10 @@
 //! and swap. It is measured on a fresh syncer (first apply: every pool is created) and on a syncer
 //! that already applied the same objects (steady state: pools are reused). The steady state is also
 //! measured with 2,500 and 5,000 Ingresses on the same Services, to show how its cost grows with
-//! the number of Ingresses (linear growth is ×2 per step).
+//! the number of Ingresses (linear growth is ×2 per step). Steady state re-applies the very same
+//! objects; the `one_*_changed` runs replace one EndpointSlice or one Ingress before each apply,
+//! as a watcher does after an edit (unchanged objects are shared, so only the replaced one is
+//! read again).
 //!
 //! Before the benchmarks, one apply runs outside criterion and the process RSS growth it caused is
 //! printed to stderr (`sync-memory:` lines).
@@ -18,9 +21,11 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BatchSize, BenchmarkId, Criterion, SamplingMode};
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::{
@@ -80,7 +85,7 @@ fn path(kind: &str, p: &str, service: usize) -> HTTPIngressPath {
 /// own namespace `ns{i % 10}`.
 fn objects(ingresses: usize) -> ObjectSet {
     let mut set = ObjectSet::default();
-    set.insert(Object::IngressClass(Box::new(IngressClass {
+    set.insert(Object::IngressClass(Arc::new(IngressClass {
         metadata: meta(None, "nginx".into()),
         spec: Some(IngressClassSpec {
             controller: Some("k8s.io/ingress-nginx".into()),
@@ -89,7 +94,7 @@ fn objects(ingresses: usize) -> ObjectSet {
     })));
     for s in 0..SERVICES {
         let ns = format!("ns{}", s % NAMESPACES);
-        set.insert(Object::Service(Box::new(Service {
+        set.insert(Object::Service(Arc::new(Service {
             metadata: meta(Some(&ns), format!("svc{s}")),
             spec: Some(ServiceSpec {
                 ports: Some(vec![ServicePort {
@@ -119,7 +124,7 @@ fn objects(ingresses: usize) -> ObjectSet {
                 ..Default::default()
             })
             .collect();
-        set.insert(Object::EndpointSlice(Box::new(EndpointSlice {
+        set.insert(Object::EndpointSlice(Arc::new(EndpointSlice {
             metadata: slice_meta,
             address_type: "IPv4".into(),
             endpoints: Some(endpoints),
@@ -137,7 +142,7 @@ fn objects(ingresses: usize) -> ObjectSet {
         metadata.creation_timestamp = Some(Time(
             k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + i as i64).unwrap(),
         ));
-        set.insert(Object::Ingress(Box::new(Ingress {
+        set.insert(Object::Ingress(Arc::new(Ingress {
             metadata,
             spec: Some(IngressSpec {
                 ingress_class_name: Some("nginx".into()),
@@ -273,18 +278,52 @@ fn report_memory() {
     drop(pools);
 }
 
+fn id(ingresses: usize) -> String {
+    format!(
+        "{ingresses}_ingresses_{}_endpoints",
+        SERVICES * ENDPOINTS_PER_SERVICE
+    )
+}
+
+/// Re-applying the very objects a syncer already applied.
+fn steady_state(g: &mut BenchmarkGroup<'_, WallTime>, objects: &ObjectSet, ingresses: usize) {
+    let mut s = syncer();
+    let report = s.apply(objects, &[]);
+    check(&s, &report, ingresses);
+    g.bench_function(BenchmarkId::new("steady_state", id(ingresses)), |b| {
+        b.iter(|| black_box(s.apply(objects, &[])))
+    });
+}
+
+/// Applies after `swap` put one version or the other of one object into `set`.
+fn one_change(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    mut set: ObjectSet,
+    swap: &dyn Fn(&mut ObjectSet, bool),
+) {
+    let mut s = syncer();
+    let report = s.apply(&set, &[]);
+    check(&s, &report, INGRESSES);
+    swap(&mut set, true);
+    let report = s.apply(&set, &[]);
+    check(&s, &report, INGRESSES);
+    let mut flip = false;
+    g.bench_function(BenchmarkId::new(name, id(INGRESSES)), |b| {
+        b.iter(|| {
+            swap(&mut set, flip);
+            flip = !flip;
+            black_box(s.apply(&set, &[]))
+        })
+    });
+}
+
 fn bench_apply(c: &mut Criterion) {
     let mut g = c.benchmark_group("apply");
     g.sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(10));
-    let id = |ingresses: usize| {
-        format!(
-            "{ingresses}_ingresses_{}_endpoints",
-            SERVICES * ENDPOINTS_PER_SERVICE
-        )
-    };
     let set = objects(INGRESSES);
 
     // A fresh syncer each time: every pool is built. The syncer (and its snapshot) is dropped
@@ -301,18 +340,49 @@ fn bench_apply(c: &mut Criterion) {
     });
 
     // The same objects again: pools are reused, the previous snapshot is swapped out and dropped.
-    let mut steady_state = |objects: &ObjectSet, ingresses: usize| {
-        let mut s = syncer();
-        let report = s.apply(objects, &[]);
-        check(&s, &report, ingresses);
-        g.bench_function(BenchmarkId::new("steady_state", id(ingresses)), |b| {
-            b.iter(|| black_box(s.apply(objects, &[])))
-        });
+    steady_state(&mut g, &set, INGRESSES);
+
+    // One object replaced per apply, alternating between two versions: what a rebuild costs
+    // after the most frequent changes in a cluster (one EndpointSlice, one Ingress).
+    let slice_key = set.endpoint_slices.keys().next().unwrap().clone();
+    let slices = {
+        let original = set.endpoint_slices[&slice_key].clone();
+        let mut moved = (*original).clone();
+        for e in moved.endpoints.iter_mut().flatten() {
+            e.addresses = vec![e.addresses[0].replace("10.", "10.1")];
+        }
+        [original, Arc::new(moved)]
     };
-    steady_state(&set, INGRESSES);
+    one_change(
+        &mut g,
+        "one_endpointslice_changed",
+        set.clone(),
+        &|set, second| {
+            let v = slices[usize::from(second)].clone();
+            set.endpoint_slices.insert(slice_key.clone(), v);
+        },
+    );
+    let ing_key = set.ingresses.keys().next().unwrap().clone();
+    let ingresses = {
+        let original = set.ingresses[&ing_key].clone();
+        let mut edited = (*original).clone();
+        let rules = edited.spec.as_mut().and_then(|s| s.rules.as_mut()).unwrap();
+        let paths = &mut rules[0].http.as_mut().unwrap().paths;
+        paths[1].path = Some("/api/v2".to_string());
+        [original, Arc::new(edited)]
+    };
+    one_change(
+        &mut g,
+        "one_ingress_changed",
+        set.clone(),
+        &|set, second| {
+            let v = ingresses[usize::from(second)].clone();
+            set.ingresses.insert(ing_key.clone(), v);
+        },
+    );
     drop(set);
     for n in SCALING {
-        steady_state(&objects(n), n);
+        steady_state(&mut g, &objects(n), n);
     }
     g.finish();
 }

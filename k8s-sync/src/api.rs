@@ -176,11 +176,13 @@ impl Stores {
         }
     }
 
+    /// The stores' objects, shared with the stores (nothing is copied). Objects from the API
+    /// server are complete: they have a namespace and no `stringData`.
     fn objects(&self) -> ObjectSet {
-        fn into_map<K: Resource + Clone>(items: Vec<Arc<K>>) -> BTreeMap<String, K> {
+        fn into_map<K: Resource>(items: Vec<Arc<K>>) -> BTreeMap<String, Arc<K>> {
             items
                 .into_iter()
-                .map(|o| (crate::objects::key_of(o.meta()), (*o).clone()))
+                .map(|o| (crate::objects::key_of(o.meta()), o))
                 .collect()
         }
         ObjectSet {

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::de::DeserializeOwned;
@@ -106,7 +107,7 @@ fn document_objects(
     if tm.kind.is_empty() || tm.api_version.is_empty() {
         return Err((label, "apiVersion and kind are required".into()));
     }
-    let obj = match (tm.api_version.as_str(), tm.kind.as_str()) {
+    let mut obj = match (tm.api_version.as_str(), tm.kind.as_str()) {
         ("v1", "List") => {
             let items = value
                 .get("items")
@@ -119,20 +120,20 @@ fn document_objects(
             return Ok(());
         }
         ("networking.k8s.io/v1", "Ingress") => {
-            Object::Ingress(Box::new(typed(value).map_err(|m| (label.clone(), m))?))
+            Object::Ingress(Arc::new(typed(value).map_err(|m| (label.clone(), m))?))
         }
         ("networking.k8s.io/v1", "IngressClass") => {
-            Object::IngressClass(Box::new(typed(value).map_err(|m| (label.clone(), m))?))
+            Object::IngressClass(Arc::new(typed(value).map_err(|m| (label.clone(), m))?))
         }
         ("v1", "Service") => {
-            Object::Service(Box::new(typed(value).map_err(|m| (label.clone(), m))?))
+            Object::Service(Arc::new(typed(value).map_err(|m| (label.clone(), m))?))
         }
         ("discovery.k8s.io/v1", "EndpointSlice") => {
-            Object::EndpointSlice(Box::new(typed(value).map_err(|m| (label.clone(), m))?))
+            Object::EndpointSlice(Arc::new(typed(value).map_err(|m| (label.clone(), m))?))
         }
-        ("v1", "Secret") => Object::Secret(Box::new(typed(value).map_err(|m| (label.clone(), m))?)),
+        ("v1", "Secret") => Object::Secret(Arc::new(typed(value).map_err(|m| (label.clone(), m))?)),
         ("v1", "ConfigMap") => {
-            Object::ConfigMap(Box::new(typed(value).map_err(|m| (label.clone(), m))?))
+            Object::ConfigMap(Arc::new(typed(value).map_err(|m| (label.clone(), m))?))
         }
         (api, kind @ ("Ingress" | "IngressClass" | "EndpointSlice")) => {
             return Err((
@@ -151,6 +152,8 @@ fn document_objects(
     if obj.meta().name.as_deref().is_none_or(str::is_empty) {
         return Err((label, "metadata.name is required".into()));
     }
+    // Stored complete, so that gathering a set from unchanged files copies nothing.
+    obj.normalize();
     out.push(obj);
     Ok(())
 }
@@ -324,7 +327,7 @@ impl ManifestDir {
         let mut objects = ObjectSet::default();
         let mut errors = Vec::new();
         for state in self.files.values() {
-            // Gathering every object costs a copy of each: only when something changed.
+            // Objects are shared, not copied; the set is gathered only when something changed.
             if changed {
                 for o in &state.objects {
                     objects.insert(o.clone());

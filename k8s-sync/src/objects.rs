@@ -2,6 +2,7 @@
 //! (API watchers or manifest files).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -14,21 +15,23 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// Label linking an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// One object of a supported kind.
+/// One object of a supported kind. Objects are shared, not copied, between the source (a
+/// watcher's store or a parsed file) and every set built from it, so an unchanged object keeps
+/// its identity from one build to the next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
     /// networking.k8s.io/v1 Ingress.
-    Ingress(Box<Ingress>),
+    Ingress(Arc<Ingress>),
     /// networking.k8s.io/v1 IngressClass.
-    IngressClass(Box<IngressClass>),
+    IngressClass(Arc<IngressClass>),
     /// v1 Service.
-    Service(Box<Service>),
+    Service(Arc<Service>),
     /// discovery.k8s.io/v1 EndpointSlice.
-    EndpointSlice(Box<EndpointSlice>),
+    EndpointSlice(Arc<EndpointSlice>),
     /// v1 Secret.
-    Secret(Box<Secret>),
+    Secret(Arc<Secret>),
     /// v1 ConfigMap.
-    ConfigMap(Box<ConfigMap>),
+    ConfigMap(Arc<ConfigMap>),
 }
 
 impl Object {
@@ -44,14 +47,15 @@ impl Object {
         }
     }
 
+    /// The metadata, for changing: a shared object is copied first.
     fn meta_mut(&mut self) -> &mut ObjectMeta {
         match self {
-            Object::Ingress(o) => &mut o.metadata,
-            Object::IngressClass(o) => &mut o.metadata,
-            Object::Service(o) => &mut o.metadata,
-            Object::EndpointSlice(o) => &mut o.metadata,
-            Object::Secret(o) => &mut o.metadata,
-            Object::ConfigMap(o) => &mut o.metadata,
+            Object::Ingress(o) => &mut Arc::make_mut(o).metadata,
+            Object::IngressClass(o) => &mut Arc::make_mut(o).metadata,
+            Object::Service(o) => &mut Arc::make_mut(o).metadata,
+            Object::EndpointSlice(o) => &mut Arc::make_mut(o).metadata,
+            Object::Secret(o) => &mut Arc::make_mut(o).metadata,
+            Object::ConfigMap(o) => &mut Arc::make_mut(o).metadata,
         }
     }
 
@@ -72,12 +76,21 @@ impl Object {
         !matches!(self, Object::IngressClass(_))
     }
 
-    /// Put namespaced objects without a namespace into `default`.
-    pub fn default_namespace(&mut self) {
-        if self.namespaced() {
-            let meta = self.meta_mut();
-            if meta.namespace.as_deref().is_none_or(str::is_empty) {
-                meta.namespace = Some(DEFAULT_NAMESPACE.to_string());
+    /// Complete the object as the API server would store it: namespaced objects without a
+    /// namespace go into `default`, and a Secret's `stringData` is merged into `data` (and wins).
+    /// An object that needs neither is left as it is (and keeps its identity).
+    pub fn normalize(&mut self) {
+        if self.namespaced() && self.meta().namespace.as_deref().is_none_or(str::is_empty) {
+            self.meta_mut().namespace = Some(DEFAULT_NAMESPACE.to_string());
+        }
+        if let Object::Secret(o) = self {
+            if o.string_data.is_some() {
+                let o = Arc::make_mut(o);
+                let strings = o.string_data.take().unwrap_or_default();
+                let data = o.data.get_or_insert_with(Default::default);
+                for (k, v) in strings {
+                    data.insert(k, k8s_openapi::ByteString(v.into_bytes()));
+                }
             }
         }
     }
@@ -101,49 +114,42 @@ pub fn key_of(meta: &ObjectMeta) -> String {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObjectSet {
     /// Ingresses by `namespace/name`.
-    pub ingresses: BTreeMap<String, Ingress>,
+    pub ingresses: BTreeMap<String, Arc<Ingress>>,
     /// IngressClasses by name.
-    pub ingress_classes: BTreeMap<String, IngressClass>,
+    pub ingress_classes: BTreeMap<String, Arc<IngressClass>>,
     /// Services by `namespace/name`.
-    pub services: BTreeMap<String, Service>,
+    pub services: BTreeMap<String, Arc<Service>>,
     /// EndpointSlices by `namespace/name`.
-    pub endpoint_slices: BTreeMap<String, EndpointSlice>,
+    pub endpoint_slices: BTreeMap<String, Arc<EndpointSlice>>,
     /// Secrets by `namespace/name`.
-    pub secrets: BTreeMap<String, Secret>,
+    pub secrets: BTreeMap<String, Arc<Secret>>,
     /// ConfigMaps by `namespace/name`.
-    pub config_maps: BTreeMap<String, ConfigMap>,
+    pub config_maps: BTreeMap<String, Arc<ConfigMap>>,
 }
 
 impl ObjectSet {
     /// Add (or replace) an object.
     pub fn insert(&mut self, mut obj: Object) {
-        obj.default_namespace();
+        obj.normalize();
         let key = obj.key();
         match obj {
             Object::Ingress(o) => {
-                self.ingresses.insert(key, *o);
+                self.ingresses.insert(key, o);
             }
             Object::IngressClass(o) => {
-                self.ingress_classes.insert(key, *o);
+                self.ingress_classes.insert(key, o);
             }
             Object::Service(o) => {
-                self.services.insert(key, *o);
+                self.services.insert(key, o);
             }
             Object::EndpointSlice(o) => {
-                self.endpoint_slices.insert(key, *o);
+                self.endpoint_slices.insert(key, o);
             }
-            Object::Secret(mut o) => {
-                // As the API server does: stringData is merged into data (and wins).
-                if let Some(strings) = o.string_data.take() {
-                    let data = o.data.get_or_insert_with(Default::default);
-                    for (k, v) in strings {
-                        data.insert(k, k8s_openapi::ByteString(v.into_bytes()));
-                    }
-                }
-                self.secrets.insert(key, *o);
+            Object::Secret(o) => {
+                self.secrets.insert(key, o);
             }
             Object::ConfigMap(o) => {
-                self.config_maps.insert(key, *o);
+                self.config_maps.insert(key, o);
             }
         }
     }

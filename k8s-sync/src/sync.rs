@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use k8s_openapi::api::networking::v1::Ingress;
 use proxy_core::{PoolCache, Snapshot, SnapshotHandle};
 use tokio::sync::watch;
 
@@ -13,7 +14,8 @@ use crate::manifests::{ManifestDir, ManifestError};
 use crate::metrics::SyncMetrics;
 use crate::objects::ObjectSet;
 use crate::translate::{
-    translate, validate_ingress, InvalidIngress, TranslateSettings, ValidIngress, Warning,
+    translate, validate_ingress, BackendCache, InvalidIngress, TranslateSettings, ValidIngress,
+    Warning,
 };
 use crate::SyncOptions;
 
@@ -46,8 +48,10 @@ pub struct Syncer {
     opts: SyncOptions,
     handle: SnapshotHandle,
     pools: PoolCache,
+    backends: BackendCache,
     metrics: Option<SyncMetrics>,
-    accepted: HashMap<String, ValidIngress>,
+    /// The last valid version of every Ingress, with the object it was validated from.
+    accepted: HashMap<String, (Arc<Ingress>, ValidIngress)>,
     reported: HashMap<String, String>,
     first_seen: HashMap<String, i64>,
     reported_sources: Vec<ManifestError>,
@@ -71,6 +75,7 @@ impl Syncer {
             opts,
             handle,
             pools: PoolCache::new(),
+            backends: BackendCache::default(),
             metrics,
             accepted: HashMap::new(),
             reported: HashMap::new(),
@@ -120,6 +125,17 @@ impl Syncer {
                 continue;
             }
             live.insert(key.as_str());
+            // The same object as last time (sources share unchanged objects): still valid.
+            if self
+                .accepted
+                .get(key)
+                .is_some_and(|(source, _)| Arc::ptr_eq(source, ing))
+            {
+                if self.reported.remove(key).is_some() {
+                    tracing::info!(ingress = %key, "Ingress is valid again");
+                }
+                continue;
+            }
             let created = match &ing.metadata.creation_timestamp {
                 Some(t) => t.0.as_second(),
                 None => *self.first_seen.entry(key.clone()).or_insert(now),
@@ -129,7 +145,7 @@ impl Syncer {
                     if self.reported.remove(key).is_some() {
                         tracing::info!(ingress = %key, "Ingress is valid again");
                     }
-                    self.accepted.insert(key.clone(), valid);
+                    self.accepted.insert(key.clone(), (ing.clone(), valid));
                 }
                 Err(e) => {
                     let message = e.to_string();
@@ -162,6 +178,7 @@ impl Syncer {
             objects
                 .config_maps
                 .get(&format!("{}/{}", c.namespace, c.name))
+                .map(|cm| &**cm)
         });
         let (global, problems) = GlobalConfig::from_config_map(config_map);
         let problems: Vec<(String, String)> =
@@ -179,9 +196,9 @@ impl Syncer {
         }
         self.reported_config = problems;
 
-        let valid: Vec<&ValidIngress> = self.accepted.values().collect();
+        let valid: Vec<&ValidIngress> = self.accepted.values().map(|(_, v)| v).collect();
         report.served_keys = self.accepted.keys().cloned().collect();
-        report.served_keys.sort();
+        report.served_keys.sort_unstable();
         let tls = crate::tls::build(
             objects,
             &valid,
@@ -215,6 +232,7 @@ impl Syncer {
                 tls_hosts: &tls.tls_hosts,
             },
             &self.pools,
+            &mut self.backends,
         );
         translation.warnings.extend(tls.warnings);
         translation.builder.tls(tls.index);

@@ -459,3 +459,101 @@ endpoints: [{{addresses: [10.0.0.1]}}]
     assert!(!std::sync::Arc::ptr_eq(&p1, &pool(&f)));
     assert_ne!(r1.hash, r3.hash);
 }
+
+/// Sources share unchanged objects between sets (API stores, parsed files); a rebuild reuses
+/// what it resolved from them and re-reads exactly what was replaced, added or removed.
+#[test]
+fn rebuilds_reread_replaced_objects_and_reuse_the_rest() {
+    let service = |name: &str, ip: &str| {
+        format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: ns}}
+spec: {{ports: [{{port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-1, namespace: ns, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{port: 8080}}]
+endpoints: [{{addresses: [{ip}]}}]
+"
+        )
+    };
+    let ing = |name: &str, backend: &str| {
+        ingress_at(name, "2024-01-01T00:00:00Z", backend)
+            .replace("host: same.test", &format!("host: {name}.test"))
+            .replace("path: /p,", "path: /,")
+    };
+    let mut set = objects(&format!(
+        "{CLASS}---\n{}---\n{}{}{}",
+        service("a", "10.0.0.1"),
+        service("b", "10.0.0.2"),
+        ing("one", "a"),
+        ing("two", "b"),
+    ));
+    let mut f = Fixture::new(SyncOptions::default());
+    let pool = |f: &Fixture, host: &str| {
+        let snap = f.handle.load();
+        match snap.resolve(snap.find(host, "/")).target {
+            Target::Pool(p) => p.clone(),
+            Target::NotFound => panic!("no pool for {host}"),
+        }
+    };
+    let hosts = |f: &Fixture| {
+        let snap = f.handle.load();
+        ["one.test", "two.test"].map(|h| snap.resolve(snap.find(h, "/")).host.to_string())
+    };
+    f.syncer.apply(&set, &[]);
+    assert_eq!(hosts(&f), ["one.test", "two.test"], "{:?}", hosts(&f));
+    let (a1, b1) = (pool(&f, "one.test"), pool(&f, "two.test"));
+    assert_eq!(a1.endpoints(), &[addr("10.0.0.1:8080")]);
+
+    // Only b's EndpointSlice is a new object: b is re-read, a is reused as it was.
+    let fresh = objects(&service("b", "10.0.0.3"));
+    set.endpoint_slices
+        .insert("ns/b-1".into(), fresh.endpoint_slices["ns/b-1"].clone());
+    f.syncer.apply(&set, &[]);
+    assert!(std::sync::Arc::ptr_eq(&a1, &pool(&f, "one.test")));
+    assert_eq!(pool(&f, "two.test").endpoints(), &[addr("10.0.0.3:8080")]);
+    assert!(!std::sync::Arc::ptr_eq(&b1, &pool(&f, "two.test")));
+
+    // A second slice for a, then its Service removed.
+    let extra = objects(&service("a", "10.0.0.9").replace("a-1", "a-2"));
+    set.endpoint_slices
+        .insert("ns/a-2".into(), extra.endpoint_slices["ns/a-2"].clone());
+    f.syncer.apply(&set, &[]);
+    assert_eq!(
+        pool(&f, "one.test").endpoints(),
+        &[addr("10.0.0.1:8080"), addr("10.0.0.9:8080")]
+    );
+    set.services.remove("ns/a");
+    let report = f.syncer.apply(&set, &[]);
+    assert!(pool(&f, "one.test").endpoints().is_empty());
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.message == "Service ns/a not found"),
+        "{:?}",
+        report.warnings
+    );
+
+    // An Ingress replaced by a broken version is re-validated (and its last good one kept);
+    // putting the Service back serves it again.
+    let broken = objects(&ing("two", "b").replace("pathType: Prefix", "pathType: Fuzzy"));
+    set.ingresses
+        .insert("ns/two".into(), broken.ingresses["ns/two"].clone());
+    set.services.insert(
+        "ns/a".into(),
+        objects(&service("a", "10.0.0.1")).services["ns/a"].clone(),
+    );
+    let report = f.syncer.apply(&set, &[]);
+    assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
+    assert_eq!(report.rejected[0].0, "ns/two");
+    assert_eq!(pool(&f, "two.test").endpoints(), &[addr("10.0.0.3:8080")]);
+    assert_eq!(
+        pool(&f, "one.test").endpoints(),
+        &[addr("10.0.0.1:8080"), addr("10.0.0.9:8080")]
+    );
+}

@@ -1,7 +1,7 @@
 //! One immutable [`Snapshot`] of the whole routing configuration, built by [`SnapshotBuilder`] and
 //! published through a [`SnapshotHandle`] (one `ArcSwap`): requests load it once and keep it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,6 +66,9 @@ pub fn validate_rule(host: Option<&str>, kind: PathKind, path: &str) -> Result<(
     Ok(())
 }
 
+/// Builder maps: filled once per rebuild and never exposed, so a fast hasher is enough.
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
 #[derive(Default)]
 struct HostEntry {
     routes: HashMap<(PathKind, String), Route>,
@@ -75,7 +78,8 @@ struct HostEntry {
 /// Collects routes and produces an indexed, immutable [`Snapshot`].
 #[derive(Default)]
 pub struct SnapshotBuilder {
-    hosts: BTreeMap<String, HostEntry>,
+    /// By lower-case host (`""`: any host); ordered by name only when built.
+    hosts: HashMap<String, HostEntry>,
     default: Option<DefaultRoute>,
     tls: CertIndex,
     server: ServerPolicy,
@@ -175,8 +179,9 @@ impl SnapshotBuilder {
     pub fn build(self) -> Snapshot {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let mut pools = Pools::new();
-        let vhosts: Vec<VirtualHost> = self
-            .hosts
+        let mut hosts: Vec<(String, HostEntry)> = self.hosts.into_iter().collect();
+        hosts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let vhosts: Vec<VirtualHost> = hosts
             .into_iter()
             .map(|(name, entry)| {
                 let mut routes: Vec<Route> = entry.routes.into_values().collect();
