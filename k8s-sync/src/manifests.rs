@@ -311,10 +311,14 @@ impl ManifestDir {
             state.fingerprint = fp;
             match result {
                 Ok(objects) => {
-                    if objects != state.objects || previous_error.is_some() {
+                    // Equal objects are kept as they were, so that they stay the same objects.
+                    if objects != state.objects {
+                        state.objects = objects;
                         changed = true;
                     }
-                    state.objects = objects;
+                    if previous_error.is_some() {
+                        changed = true;
+                    }
                 }
                 Err(e) => {
                     if previous_error.as_ref() != Some(&e) {

@@ -345,7 +345,6 @@ pub struct ServiceRef {
     pub name: String,
 }
 
-/// Resolves Service ports to endpoints, once per backend per build.
 /// Backends resolved by earlier translations, by Service (`namespace/name`). An entry is reused
 /// while its Service and EndpointSlices are the very objects it was resolved from (sources
 /// share unchanged objects), so a rebuild re-reads only the Services that changed.
@@ -382,6 +381,7 @@ impl ResolvedService {
     }
 }
 
+/// Resolves Service ports to endpoints, once per backend per build.
 struct Resolver<'a> {
     objects: &'a ObjectSet,
     slices: HashMap<String, Vec<&'a Arc<EndpointSlice>>>,
@@ -427,7 +427,7 @@ impl<'a> Resolver<'a> {
         let svc_key = format!("{namespace}/{}", b.service);
         let service = self.objects.services.get(&svc_key);
         let slices = self.slices.get(&svc_key).map_or(&[][..], Vec::as_slice);
-        let entry = match self.current.services.entry(svc_key) {
+        let entry = match self.current.services.entry(svc_key.clone()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 let reused = self
@@ -447,8 +447,7 @@ impl<'a> Resolver<'a> {
                 PortRef::Number(n) => n.to_string(),
                 PortRef::Name(n) => n.clone(),
             };
-            let key = PoolKey(format!("{namespace}/{}:{port_label}", b.service).into());
-            let svc_key = format!("{namespace}/{}", b.service);
+            let key = PoolKey(format!("{svc_key}:{port_label}").into());
             let (endpoints, warning) = match service {
                 None => (Vec::new(), Some(format!("Service {svc_key} not found"))),
                 Some(svc) => match endpoints(&svc_key, svc, slices, &b.port) {
