@@ -465,10 +465,19 @@ pub fn upgrade_upstream() -> SocketAddr {
         for stream in l.incoming() {
             let Ok(mut stream) = stream else { continue };
             std::thread::spawn(move || {
-                // Early answers go out before the request is read.
-                let mut peek = [0u8; 16];
-                let n = stream.peek(&mut peek).unwrap_or(0);
-                let early = peek[..n].starts_with(b"GET /early");
+                // Early answers go out before the request is read: peek until the start of
+                // the request line is there (it may arrive in pieces).
+                const EARLY: &[u8] = b"GET /early";
+                let mut peek = [0u8; EARLY.len()];
+                let early = loop {
+                    match stream.peek(&mut peek) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) if n < EARLY.len() && EARLY.starts_with(&peek[..n]) => {
+                            std::thread::yield_now()
+                        }
+                        Ok(_) => break peek == EARLY,
+                    }
+                };
                 if early && stream.write_all(SWITCH).is_err() {
                     return;
                 }
