@@ -543,11 +543,20 @@ fn request_metrics_have_ingress_nginx_names_and_labels() {
             .unwrap()
             > 0.0
     );
+    // As ingress-nginx, a host's unmatched paths belong to the host's oldest Ingress (its
+    // generated `/` location), answered by the default backend.
     poll(Duration::from_secs(5), "404 counted", || {
         w.metrics()
             .value(
                 "nginx_ingress_controller_requests",
-                &[("status", "404"), ("host", "shop.test"), ("ingress", "")],
+                &[
+                    ("status", "404"),
+                    ("host", "shop.test"),
+                    ("namespace", "shop"),
+                    ("ingress", "store"),
+                    ("path", "/"),
+                    ("service", ""),
+                ],
             )
             .filter(|v| *v == 1.0)
     });

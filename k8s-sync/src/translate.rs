@@ -539,6 +539,67 @@ fn tls_covers(tls_hosts: &std::collections::BTreeSet<String>, host: &str) -> boo
         })
 }
 
+/// The route policies of one Ingress, built once per Ingress: every route it produces (its
+/// rules, its default backend for its hosts' unmatched paths, the catch-all) carries one of
+/// them, so no route of an Ingress is served without the Ingress's policy.
+struct IngressPolicies<'a> {
+    ingress: &'a ValidIngress,
+    settings: &'a TranslateSettings<'a>,
+    /// The annotations applied on the ConfigMap defaults, for a host without TLS.
+    base: Arc<RoutePolicy>,
+    /// Per host: redirects and HSTS depend on whether the host has TLS. An Ingress names few
+    /// hosts: a short list beats hashing an owned key per rule.
+    by_host: std::cell::RefCell<Vec<(Option<String>, Arc<RoutePolicy>)>>,
+}
+
+impl<'a> IngressPolicies<'a> {
+    fn new(ingress: &'a ValidIngress, settings: &'a TranslateSettings<'a>) -> Self {
+        let a = &ingress.annotations;
+        let base = Arc::new(RoutePolicy {
+            preserve_trailing_slash: a.preserve_trailing_slash,
+            allow_source: a.allow_source.clone(),
+            deny_source: a.deny_source.clone(),
+            denied: a.denied,
+            ..settings.base_policy.clone()
+        });
+        IngressPolicies {
+            ingress,
+            settings,
+            base,
+            by_host: Default::default(),
+        }
+    }
+
+    /// The policy of the Ingress's routes for `host` (`None`: rules without a host).
+    fn for_host(&self, host: Option<&str>) -> Arc<RoutePolicy> {
+        let mut by_host = self.by_host.borrow_mut();
+        if let Some((_, p)) = by_host.iter().find(|(h, _)| h.as_deref() == host) {
+            return p.clone();
+        }
+        let tls_host = host.is_some_and(|h| tls_covers(self.settings.tls_hosts, h));
+        let a = &self.ingress.annotations;
+        let redirect_to_https = a.force_ssl_redirect
+            || (tls_host && a.ssl_redirect.unwrap_or(self.settings.ssl_redirect));
+        let p = if tls_host || redirect_to_https {
+            Arc::new(RoutePolicy {
+                tls_host,
+                redirect_to_https,
+                ..(*self.base).clone()
+            })
+        } else {
+            self.base.clone()
+        };
+        by_host.push((host.map(str::to_string), p.clone()));
+        p
+    }
+
+    /// The policy of the catch-all (an Ingress with only a defaultBackend): everything but
+    /// redirects, as ingress-nginx.
+    fn catch_all(&self) -> Arc<RoutePolicy> {
+        self.base.clone()
+    }
+}
+
 /// Controller-wide inputs of a translation.
 pub struct TranslateSettings<'a> {
     /// `--default-backend-service`.
@@ -567,13 +628,50 @@ pub fn translate(
     pools: &PoolCache,
     backends: &mut BackendCache,
 ) -> Translation {
-    let default_backend_service = settings.default_backend_service;
     let mut ingresses: Vec<&ValidIngress> = ingresses.to_vec();
     ingresses.sort_unstable_by(|a, b| a.order.cmp(&b.order));
     let mut resolver = Resolver::new(objects, pools, backends);
     let mut builder = SnapshotBuilder::new();
     let mut warnings = Vec::new();
     let policy = Arc::new(settings.base_policy.clone());
+    // Where requests go that no Ingress claims: `--default-backend-service` or the built-in 404.
+    // A host's unmatched paths go there too when the host's oldest Ingress has no defaultBackend.
+    let global_default = match settings.default_backend_service {
+        Some(svc) => {
+            let b = BackendRef {
+                service: svc.name.clone(),
+                port: PortRef::Number(
+                    objects
+                        .services
+                        .get(&format!("{}/{}", svc.namespace, svc.name))
+                        .and_then(|s| s.spec.as_ref())
+                        .and_then(|s| s.ports.as_ref())
+                        .and_then(|p| p.first())
+                        .map_or(80, |p| p.port),
+                ),
+            };
+            let (target, w) = resolver.target(&svc.namespace, &b);
+            if let Some(message) = w {
+                warnings.push(Warning {
+                    ingress: "--default-backend-service".into(),
+                    message,
+                });
+            }
+            DefaultRoute {
+                target,
+                meta: RouteMeta {
+                    namespace: svc.namespace.as_str().into(),
+                    service: svc.name.as_str().into(),
+                    ..Default::default()
+                },
+                policy: policy.clone(),
+            }
+        }
+        None => DefaultRoute {
+            policy: policy.clone(),
+            ..Default::default()
+        },
+    };
     let mut catch_all: Option<DefaultRoute> = None;
     let mut hosts_seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for ing in &ingresses {
@@ -596,48 +694,40 @@ pub fn translate(
         }
         let namespace: Arc<str> = ing.namespace.as_str().into();
         let ingress_name: Arc<str> = ing.name.as_str().into();
-        // Per host of this Ingress: redirect and HSTS depend on whether the host has TLS.
-        // An Ingress names few hosts: a short list beats hashing an owned key per rule.
-        let mut host_policies: Vec<(Option<String>, Arc<RoutePolicy>)> = Vec::new();
-        let mut policy_for = |host: Option<&str>| -> Arc<RoutePolicy> {
-            if let Some((_, p)) = host_policies.iter().find(|(h, _)| h.as_deref() == host) {
-                return p.clone();
-            }
-            let tls_host = host.is_some_and(|h| tls_covers(settings.tls_hosts, h));
-            let a = &ing.annotations;
-            let p = Arc::new(RoutePolicy {
-                tls_host,
-                redirect_to_https: a.force_ssl_redirect
-                    || (tls_host && a.ssl_redirect.unwrap_or(settings.ssl_redirect)),
-                preserve_trailing_slash: a.preserve_trailing_slash,
-                allow_source: a.allow_source.clone(),
-                deny_source: a.deny_source.clone(),
-                denied: a.denied,
-                ..settings.base_policy.clone()
-            });
-            host_policies.push((host.map(str::to_string), p.clone()));
-            p
-        };
-        let default_route = ing.default_backend.as_ref().map(|b| {
+        let policies = IngressPolicies::new(ing, settings);
+        // The Ingress's own default backend: where its hosts' unmatched paths go (when it is
+        // their oldest Ingress), or every unknown host's requests when it has no rules.
+        let own_default = ing.default_backend.as_ref().map(|b| {
             let (target, w) = resolver.target(&ing.namespace, b);
             warn(w);
+            (target, Arc::<str>::from(b.service.as_str()))
+        });
+        let fallback = |policy: Arc<RoutePolicy>| {
+            let (target, service) = match &own_default {
+                Some((t, s)) => (t.clone(), s.clone()),
+                None => (
+                    global_default.target.clone(),
+                    global_default.meta.service.clone(),
+                ),
+            };
             DefaultRoute {
                 target,
                 meta: RouteMeta {
                     namespace: namespace.clone(),
                     ingress: ingress_name.clone(),
-                    service: b.service.as_str().into(),
+                    service,
                     path: "/".into(),
                     canary: false,
                     series: Default::default(),
                 },
-                policy: policy.clone(),
+                policy,
             }
-        });
+        };
         if ing.rules.is_empty() && ing.hosts.is_empty() {
             // Only spec.defaultBackend: the catch-all for hosts no rule names (the oldest wins).
-            if catch_all.is_none() {
-                catch_all = default_route;
+            // It carries the Ingress's policy except redirects, as ingress-nginx.
+            if catch_all.is_none() && own_default.is_some() {
+                catch_all = Some(fallback(policies.catch_all()));
             }
             continue;
         }
@@ -656,7 +746,7 @@ pub fn translate(
                     canary: false,
                     series: Default::default(),
                 },
-                policy: policy_for(rule.host.as_deref()),
+                policy: policies.for_host(rule.host.as_deref()),
                 order: ing.order.clone(),
             };
             match builder.add_route(rule.host.as_deref(), route) {
@@ -672,20 +762,17 @@ pub fn translate(
                 Err(e) => warn(Some(e.to_string())),
             }
         }
-        // As ingress-nginx: the oldest Ingress naming a host decides where that host's unmatched
-        // paths go (its own defaultBackend, else the global default). The any-host server's
+        // As ingress-nginx: the oldest Ingress naming a host decides what the host's unmatched
+        // paths do: they go to its own defaultBackend (else the global default) with its
+        // policy (access lists, authentication, redirects, HSTS). The any-host server's
         // fallback is only ever the catch-all Ingress.
         for host in ing.hosts.iter().flatten() {
             if !hosts_seen.insert(host.clone()) {
                 continue;
             }
-            if let Err(e) = builder.declare_host(host) {
+            let route = fallback(policies.for_host(Some(host)));
+            if let Err(e) = builder.host_default(Some(host), route, ing.order.clone()) {
                 warn(Some(e.to_string()));
-            }
-            if let Some(d) = &default_route {
-                if let Err(e) = builder.host_default(Some(host), d.clone(), ing.order.clone()) {
-                    warn(Some(e.to_string()));
-                }
             }
         }
     }
@@ -697,42 +784,7 @@ pub fn translate(
             });
         }
     }
-    let default = match default_backend_service {
-        Some(svc) => {
-            let b = BackendRef {
-                service: svc.name.clone(),
-                port: PortRef::Number(
-                    objects
-                        .services
-                        .get(&format!("{}/{}", svc.namespace, svc.name))
-                        .and_then(|s| s.spec.as_ref())
-                        .and_then(|s| s.ports.as_ref())
-                        .and_then(|p| p.first())
-                        .map_or(80, |p| p.port),
-                ),
-            };
-            let (target, w) = resolver.target(&svc.namespace, &b);
-            if let Some(message) = w {
-                warnings.push(Warning {
-                    ingress: "--default-backend-service".into(),
-                    message,
-                });
-            }
-            Some(DefaultRoute {
-                target,
-                meta: RouteMeta {
-                    namespace: svc.namespace.as_str().into(),
-                    service: svc.name.as_str().into(),
-                    ..Default::default()
-                },
-                policy,
-            })
-        }
-        None => None,
-    };
-    if let Some(d) = default {
-        builder.default_route(d);
-    }
+    builder.default_route(global_default);
     resolver.finish();
     Translation { builder, warnings }
 }
