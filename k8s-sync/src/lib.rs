@@ -9,6 +9,7 @@
 //! that does not parse keeps its last parsed objects, and the reason is logged and counted.
 //! In API mode, Ingress status is published by the elected leader ([`leader`]).
 
+pub mod annotations;
 pub mod api;
 pub mod class;
 pub mod config;

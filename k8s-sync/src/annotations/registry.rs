@@ -1,0 +1,607 @@
+//! Every annotation ingress-nginx (v1.15) documents or parses, with what Weir does with it.
+//!
+//! [`ANNOTATIONS`] is plain data sorted by name, so [`lookup`] is a binary search that allocates
+//! nothing. [`markdown`] renders `docs/annotations.md` from it; the test
+//! `k8s-sync/tests/annotations_doc.rs` keeps that page in step (`WEIR_BLESS=1` rewrites it).
+
+use std::fmt::Write as _;
+
+/// What Weir does with an annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Applied by Weir.
+    Implemented,
+    /// Never applied (nginx snippets): reported, the rest of the Ingress is served.
+    Refused,
+    /// Not supported yet: reported and ignored, or 503 when it guards access.
+    NotYet,
+}
+
+impl Status {
+    /// Every status, in the order the documentation counts them.
+    pub const ALL: [Status; 3] = [Status::Implemented, Status::Refused, Status::NotYet];
+
+    /// The word used in the documentation.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Status::Implemented => "implemented",
+            Status::Refused => "refused",
+            Status::NotYet => "not yet",
+        }
+    }
+}
+
+/// The group an annotation is documented in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// HTTPS and other redirects.
+    Redirect,
+    /// Path rewriting and regular-expression paths.
+    Rewrite,
+    /// Client source address allow and deny lists.
+    Access,
+    /// Basic and digest authentication, `satisfy`.
+    Auth,
+    /// Authentication by an external service (`auth-url`).
+    ExternalAuth,
+    /// Client certificate authentication (`auth-tls-*`).
+    ClientCert,
+    /// Request, connection and bandwidth limits.
+    Limits,
+    /// Canary Ingresses.
+    Canary,
+    /// Cross-origin resource sharing.
+    Cors,
+    /// Request and response headers.
+    Headers,
+    /// Backend timeouts and retries.
+    Upstream,
+    /// Which backend is used and how it is spoken to.
+    Backend,
+    /// TLS from Weir to the backend (`proxy-ssl-*`).
+    BackendTls,
+    /// Sticky sessions.
+    Affinity,
+    /// Load-balancing algorithms.
+    LoadBalancing,
+    /// Request body limits and buffering.
+    Body,
+    /// Custom error pages.
+    ErrorPages,
+    /// Access and rewrite logs.
+    Logging,
+    /// TLS between clients and Weir.
+    Tls,
+    /// Raw nginx configuration.
+    Snippets,
+    /// Request mirroring.
+    Mirror,
+    /// The ModSecurity web application firewall.
+    ModSecurity,
+    /// OpenTelemetry tracing.
+    Tracing,
+    /// Everything else.
+    Misc,
+}
+
+impl Family {
+    /// Every family, in the order of the documentation.
+    pub const ALL: [Family; 24] = [
+        Family::Redirect,
+        Family::Rewrite,
+        Family::Access,
+        Family::Auth,
+        Family::ExternalAuth,
+        Family::ClientCert,
+        Family::Limits,
+        Family::Canary,
+        Family::Cors,
+        Family::Headers,
+        Family::Upstream,
+        Family::Backend,
+        Family::BackendTls,
+        Family::Affinity,
+        Family::LoadBalancing,
+        Family::Body,
+        Family::ErrorPages,
+        Family::Logging,
+        Family::Tls,
+        Family::Snippets,
+        Family::Mirror,
+        Family::ModSecurity,
+        Family::Tracing,
+        Family::Misc,
+    ];
+
+    /// The section title in the documentation.
+    pub const fn title(self) -> &'static str {
+        match self {
+            Family::Redirect => "Redirects",
+            Family::Rewrite => "Rewrites and regular expressions",
+            Family::Access => "Source address lists",
+            Family::Auth => "Basic and digest authentication",
+            Family::ExternalAuth => "External authentication",
+            Family::ClientCert => "Client certificates",
+            Family::Limits => "Rate limits",
+            Family::Canary => "Canary",
+            Family::Cors => "CORS",
+            Family::Headers => "Headers",
+            Family::Upstream => "Timeouts and retries",
+            Family::Backend => "Backends",
+            Family::BackendTls => "TLS to the backend",
+            Family::Affinity => "Session affinity",
+            Family::LoadBalancing => "Load balancing",
+            Family::Body => "Request body and buffering",
+            Family::ErrorPages => "Error pages",
+            Family::Logging => "Logging",
+            Family::Tls => "TLS termination",
+            Family::Snippets => "nginx snippets",
+            Family::Mirror => "Mirroring",
+            Family::ModSecurity => "ModSecurity",
+            Family::Tracing => "OpenTelemetry",
+            Family::Misc => "Other",
+        }
+    }
+}
+
+/// One annotation ingress-nginx documents, and Weir's status for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Annotation {
+    /// Name without the prefix, e.g. `rewrite-target`.
+    pub name: &'static str,
+    /// Documentation group.
+    pub family: Family,
+    /// What Weir does with it.
+    pub status: Status,
+    /// It restricts who may reach the backend (authentication, client certificates, source
+    /// lists, `satisfy`): when it is not implemented the Ingress answers 503 instead of serving
+    /// without it (see [`Annotation::fails_closed`]).
+    pub guards_access: bool,
+    /// What it does in ingress-nginx, in one line.
+    pub summary: &'static str,
+    /// Where Weir differs, or why it is refused; empty otherwise.
+    pub weir: &'static str,
+}
+
+impl Annotation {
+    /// An Ingress carrying this annotation answers 503 on every route: it guards access and
+    /// Weir does not support it yet. (A refused snippet never does: it is reported, not applied.)
+    pub const fn fails_closed(&self) -> bool {
+        self.guards_access && matches!(self.status, Status::NotYet)
+    }
+}
+
+const SNIPPET: &str = "nginx snippets do not exist in Weir, and ingress-nginx disables them by default (CVE-2021-25742); reported, the rest of the Ingress is served";
+const FAIL_CLOSED: &str =
+    "Not supported yet: every route of the Ingress answers 503 until it is (fail closed)";
+const BOOL_ONLY: &str = "Only `\"true\"` or `\"false\"`; another value is ignored with a warning";
+
+const fn not_yet(name: &'static str, family: Family, summary: &'static str) -> Annotation {
+    Annotation {
+        name,
+        family,
+        status: Status::NotYet,
+        guards_access: false,
+        summary,
+        weir: "",
+    }
+}
+
+/// Not supported yet and guards access: the Ingress answers 503.
+const fn guard(name: &'static str, family: Family, summary: &'static str) -> Annotation {
+    Annotation {
+        name,
+        family,
+        status: Status::NotYet,
+        guards_access: true,
+        summary,
+        weir: FAIL_CLOSED,
+    }
+}
+
+const fn implemented(
+    name: &'static str,
+    family: Family,
+    guards_access: bool,
+    summary: &'static str,
+    weir: &'static str,
+) -> Annotation {
+    Annotation {
+        name,
+        family,
+        status: Status::Implemented,
+        guards_access,
+        summary,
+        weir,
+    }
+}
+
+const fn snippet(name: &'static str, guards_access: bool, summary: &'static str) -> Annotation {
+    Annotation {
+        name,
+        family: Family::Snippets,
+        status: Status::Refused,
+        guards_access,
+        summary,
+        weir: SNIPPET,
+    }
+}
+
+use Family as F;
+
+/// Every annotation, sorted by name (checked by a test).
+#[rustfmt::skip] // one row per annotation
+pub static ANNOTATIONS: &[Annotation] = &[
+    not_yet("affinity", F::Affinity, "Sticky sessions for the Ingress's backends; the only type is `cookie`"),
+    not_yet("affinity-canary-behavior", F::Affinity, "`sticky` (default): clients sent to a canary stay on it; `legacy`: canary rules are applied again"),
+    not_yet("affinity-mode", F::Affinity, "`balanced` (default) moves some sessions when backends scale; `persistent` never does"),
+    implemented("allowlist-source-range", F::Access, true, "Only clients from these comma-separated CIDRs reach the backend; others get 403", "An unparsable list makes every route of the Ingress answer 503 until fixed ([allow and deny lists](tls.md#allow-and-deny-lists))"),
+    not_yet("app-root", F::Redirect, "Redirects requests for `/` to this path"),
+    guard("auth-always-set-cookie", F::ExternalAuth, "Passes cookies set by the auth service to the client on every response, not only successful ones"),
+    guard("auth-cache-duration", F::ExternalAuth, "How long auth responses are cached, per status code (e.g. `200 202 10m`)"),
+    guard("auth-cache-key", F::ExternalAuth, "Enables caching of auth responses under this key"),
+    guard("auth-keepalive", F::ExternalAuth, "Idle keepalive connections kept to the auth service"),
+    guard("auth-keepalive-requests", F::ExternalAuth, "Requests served by one keepalive connection to the auth service"),
+    guard("auth-keepalive-share-vars", F::ExternalAuth, "Shares request variables (such as the request ID) with the auth request"),
+    guard("auth-keepalive-timeout", F::ExternalAuth, "Idle timeout of keepalive connections to the auth service, in seconds"),
+    guard("auth-method", F::ExternalAuth, "HTTP method of the auth request"),
+    guard("auth-proxy-set-headers", F::ExternalAuth, "ConfigMap of headers sent to the auth service"),
+    guard("auth-realm", F::Auth, "Realm shown in the authentication prompt"),
+    guard("auth-request-redirect", F::ExternalAuth, "Value of the `X-Auth-Request-Redirect` header sent to the auth service"),
+    guard("auth-response-headers", F::ExternalAuth, "Headers of the auth response copied to the backend request"),
+    guard("auth-secret", F::Auth, "Secret holding the users and password hashes"),
+    guard("auth-secret-type", F::Auth, "Format of that Secret: `auth-file` (htpasswd under key `auth`) or `auth-map` (one key per user)"),
+    guard("auth-signin", F::ExternalAuth, "Where clients are redirected when the auth service answers 401"),
+    guard("auth-signin-redirect-param", F::ExternalAuth, "Query parameter of the sign-in URL carrying the original URL (default `rd`)"),
+    Annotation {
+        weir: "Refused like every snippet. It only acts together with `auth-url`, which makes the Ingress answer 503 until supported",
+        ..snippet("auth-snippet", true, "nginx configuration added to the external-auth location")
+    },
+    guard("auth-tls-error-page", F::ClientCert, "URL clients are redirected to when certificate verification fails"),
+    guard("auth-tls-match-cn", F::ClientCert, "Regular expression the client certificate's subject CN must match"),
+    guard("auth-tls-pass-certificate-to-upstream", F::ClientCert, "Passes the client certificate to the backend in the `ssl-client-cert` header"),
+    guard("auth-tls-secret", F::ClientCert, "Secret with the CA certificates client certificates are verified against"),
+    guard("auth-tls-verify-client", F::ClientCert, "Client certificate verification: `on`, `off`, `optional` or `optional_no_ca`"),
+    guard("auth-tls-verify-depth", F::ClientCert, "Maximum length of the client certificate chain"),
+    guard("auth-type", F::Auth, "`basic` or `digest` authentication against `auth-secret`"),
+    guard("auth-url", F::ExternalAuth, "Each request is first sent to this URL; a 2xx answer lets it through, 401 or 403 is returned to the client"),
+    not_yet("backend-protocol", F::Backend, "Protocol spoken to the backend: `HTTP`, `HTTPS`, `GRPC`, `GRPCS` or `FCGI`"),
+    not_yet("canary", F::Canary, "Makes this Ingress the canary of the Ingress with the same host and path"),
+    not_yet("canary-by-cookie", F::Canary, "Cookie that sends a request to the canary (`always`) or never (`never`)"),
+    not_yet("canary-by-header", F::Canary, "Header that sends a request to the canary (`always`) or never (`never`)"),
+    not_yet("canary-by-header-pattern", F::Canary, "Regular expression the `canary-by-header` value must match to go to the canary"),
+    not_yet("canary-by-header-value", F::Canary, "Exact `canary-by-header` value that sends a request to the canary"),
+    not_yet("canary-weight", F::Canary, "Share of requests sent to the canary, out of `canary-weight-total`"),
+    not_yet("canary-weight-total", F::Canary, "Total of the canary weight (default 100)"),
+    not_yet("client-body-buffer-size", F::Body, "Memory buffer for the request body before it is spilled to a file"),
+    snippet("configuration-snippet", false, "nginx configuration added to the location of each path"),
+    not_yet("connection-proxy-header", F::Headers, "Value of the `Connection` header sent to the backend"),
+    not_yet("cors-allow-credentials", F::Cors, "`Access-Control-Allow-Credentials` (default `true`)"),
+    not_yet("cors-allow-headers", F::Cors, "`Access-Control-Allow-Headers`"),
+    not_yet("cors-allow-methods", F::Cors, "`Access-Control-Allow-Methods`"),
+    not_yet("cors-allow-origin", F::Cors, "Origins allowed (default `*`); one is echoed in `Access-Control-Allow-Origin`"),
+    not_yet("cors-expose-headers", F::Cors, "`Access-Control-Expose-Headers`"),
+    not_yet("cors-max-age", F::Cors, "`Access-Control-Max-Age`: how long preflight answers may be cached, in seconds"),
+    not_yet("custom-headers", F::Headers, "ConfigMap (namespace/name) of headers added to responses"),
+    not_yet("custom-http-errors", F::ErrorPages, "Responses with these status codes are replaced by the default backend's error page"),
+    not_yet("default-backend", F::Backend, "Service (same namespace) that answers when the rule's Service has no endpoints, and serves custom errors"),
+    implemented("denylist-source-range", F::Access, true, "Clients from these comma-separated CIDRs get 403", "Checked before the allow list; an unparsable list makes every route of the Ingress answer 503 until fixed ([allow and deny lists](tls.md#allow-and-deny-lists))"),
+    not_yet("disable-proxy-intercept-errors", F::ErrorPages, "With `custom-http-errors`, passes the backend's own error responses through"),
+    not_yet("enable-access-log", F::Logging, "Turns access logging off (or on) for the Ingress"),
+    not_yet("enable-cors", F::Cors, "Answers CORS preflight requests and adds CORS headers to responses"),
+    guard("enable-global-auth", F::ExternalAuth, "Whether the ConfigMap's global external authentication applies (default `true`)"),
+    not_yet("enable-modsecurity", F::ModSecurity, "Enables the ModSecurity web application firewall"),
+    not_yet("enable-opentelemetry", F::Tracing, "Turns OpenTelemetry tracing on or off for the Ingress"),
+    not_yet("enable-owasp-core-rules", F::ModSecurity, "Loads the OWASP Core Rule Set into ModSecurity"),
+    not_yet("enable-rewrite-log", F::Logging, "Logs nginx rewrite processing at notice level"),
+    not_yet("fastcgi-index", F::Backend, "FastCGI index file (with `backend-protocol: FCGI`)"),
+    not_yet("fastcgi-params-configmap", F::Backend, "ConfigMap of FastCGI parameters (with `backend-protocol: FCGI`)"),
+    implemented("force-ssl-redirect", F::Redirect, false, "Redirects plain-HTTP requests to HTTPS even when the host has no TLS", BOOL_ONLY),
+    not_yet("from-to-www-redirect", F::Redirect, "Redirects `www.host` to `host`, or the reverse, whichever the rule does not name"),
+    not_yet("http2-push-preload", F::Misc, "Turns `Link: rel=preload` response headers into HTTP/2 server pushes"),
+    not_yet("limit-allowlist", F::Limits, "Client CIDRs exempt from the rate limits"),
+    not_yet("limit-burst-multiplier", F::Limits, "Burst allowed above `limit-rps`/`limit-rpm`, as a multiple of the limit (default 5)"),
+    not_yet("limit-connections", F::Limits, "Concurrent connections allowed per client address"),
+    not_yet("limit-rate", F::Limits, "Response bandwidth per connection, in kilobytes per second"),
+    not_yet("limit-rate-after", F::Limits, "Kilobytes sent at full speed before `limit-rate` applies"),
+    not_yet("limit-rpm", F::Limits, "Requests per minute allowed per client address"),
+    not_yet("limit-rps", F::Limits, "Requests per second allowed per client address"),
+    not_yet("limit-whitelist", F::Limits, "Alias of `limit-allowlist`"),
+    not_yet("load-balance", F::LoadBalancing, "Load-balancing algorithm: `round_robin` or `ewma`"),
+    not_yet("mirror-host", F::Mirror, "Host header of mirrored requests"),
+    not_yet("mirror-request-body", F::Mirror, "Whether mirrored requests carry the body (default `on`)"),
+    not_yet("mirror-target", F::Mirror, "URL each request is also sent to; its response is discarded"),
+    snippet("modsecurity-snippet", false, "ModSecurity rules added for the Ingress"),
+    not_yet("modsecurity-transaction-id", F::ModSecurity, "nginx variable used as the ModSecurity transaction ID"),
+    not_yet("opentelemetry-operation-name", F::Tracing, "Name of the server span"),
+    not_yet("opentelemetry-trust-incoming-span", F::Tracing, "Whether an incoming trace context becomes the parent of the span"),
+    not_yet("permanent-redirect", F::Redirect, "Answers every request with a redirect (301) to this URL"),
+    not_yet("permanent-redirect-code", F::Redirect, "Status code of `permanent-redirect` instead of 301"),
+    implemented("preserve-trailing-slash", F::Redirect, false, "Keeps a trailing `/` in the HTTPS redirect", BOOL_ONLY),
+    not_yet("proxy-body-size", F::Body, "Largest request body accepted (413 above); default `1m`"),
+    not_yet("proxy-buffer-size", F::Body, "Buffer for the first part of the backend response (its headers)"),
+    not_yet("proxy-buffering", F::Body, "Buffers backend responses (`on`) or streams them (`off`, default)"),
+    not_yet("proxy-buffers-number", F::Body, "Number of buffers for a backend response"),
+    not_yet("proxy-busy-buffers-size", F::Body, "Buffers that may be busy sending to the client before the response is fully read"),
+    not_yet("proxy-connect-timeout", F::Upstream, "Timeout to connect to the backend, in seconds"),
+    not_yet("proxy-cookie-domain", F::Headers, "Rewrites the `Domain` attribute of `Set-Cookie` headers from the backend"),
+    not_yet("proxy-cookie-path", F::Headers, "Rewrites the `Path` attribute of `Set-Cookie` headers from the backend"),
+    not_yet("proxy-http-version", F::Backend, "HTTP version spoken to the backend: `1.0` or `1.1`"),
+    not_yet("proxy-max-temp-file-size", F::Body, "Largest temporary file used to buffer a backend response"),
+    not_yet("proxy-next-upstream", F::Upstream, "Failures after which the request is retried on another endpoint (e.g. `error timeout`)"),
+    not_yet("proxy-next-upstream-timeout", F::Upstream, "Time limit for trying further endpoints, in seconds"),
+    not_yet("proxy-next-upstream-tries", F::Upstream, "Number of endpoints a request may be tried on"),
+    not_yet("proxy-read-timeout", F::Upstream, "Timeout between two reads from the backend, in seconds"),
+    not_yet("proxy-redirect-from", F::Headers, "Text replaced in `Location` and `Refresh` headers from the backend"),
+    not_yet("proxy-redirect-to", F::Headers, "Replacement for `proxy-redirect-from`"),
+    not_yet("proxy-request-buffering", F::Body, "Reads the whole request body before sending it to the backend (`on`, default) or streams it"),
+    not_yet("proxy-send-timeout", F::Upstream, "Timeout between two writes to the backend, in seconds"),
+    not_yet("proxy-ssl-ciphers", F::BackendTls, "Cipher suites offered to an HTTPS backend"),
+    not_yet("proxy-ssl-name", F::BackendTls, "Server name checked in the backend certificate and sent as SNI"),
+    not_yet("proxy-ssl-protocols", F::BackendTls, "TLS versions offered to an HTTPS backend"),
+    not_yet("proxy-ssl-secret", F::BackendTls, "Secret with the client certificate and the CA used for an HTTPS backend"),
+    not_yet("proxy-ssl-server-name", F::BackendTls, "Sends SNI to an HTTPS backend"),
+    not_yet("proxy-ssl-verify", F::BackendTls, "Verifies the backend certificate (default `off`)"),
+    not_yet("proxy-ssl-verify-depth", F::BackendTls, "Maximum length of the backend certificate chain"),
+    not_yet("relative-redirects", F::Redirect, "Redirects issued by nginx carry a relative `Location`"),
+    not_yet("rewrite-target", F::Rewrite, "Path sent to the backend instead of the matched one; may use regex captures such as `$1`"),
+    guard("satisfy", F::Auth, "`any`: a request passing either authentication or the source allow list is let through (default `all`)"),
+    not_yet("server-alias", F::Misc, "Extra host names served like the Ingress's host"),
+    snippet("server-snippet", false, "nginx configuration added to the server block of each host"),
+    not_yet("service-upstream", F::Backend, "Proxies to the Service's cluster IP instead of its endpoints"),
+    not_yet("session-cookie-change-on-failure", F::Affinity, "Picks a new endpoint and cookie when the sticky one fails"),
+    not_yet("session-cookie-conditional-samesite-none", F::Affinity, "Omits `SameSite=None` for browsers that mishandle it"),
+    not_yet("session-cookie-domain", F::Affinity, "`Domain` attribute of the affinity cookie"),
+    not_yet("session-cookie-expires", F::Affinity, "`Expires` attribute of the affinity cookie, in seconds from now"),
+    not_yet("session-cookie-max-age", F::Affinity, "`Max-Age` attribute of the affinity cookie, in seconds"),
+    not_yet("session-cookie-name", F::Affinity, "Name of the affinity cookie (default `INGRESSCOOKIE`)"),
+    not_yet("session-cookie-path", F::Affinity, "`Path` attribute of the affinity cookie"),
+    not_yet("session-cookie-samesite", F::Affinity, "`SameSite` attribute of the affinity cookie: `None`, `Lax` or `Strict`"),
+    not_yet("session-cookie-secure", F::Affinity, "Sets `Secure` on the affinity cookie even for plain-HTTP requests"),
+    not_yet("ssl-ciphers", F::Tls, "Cipher suites offered to clients of the host"),
+    not_yet("ssl-passthrough", F::Tls, "Passes TLS connections to the backend undecrypted, chosen by SNI"),
+    not_yet("ssl-prefer-server-ciphers", F::Tls, "Prefers the server's cipher order over the client's"),
+    implemented("ssl-redirect", F::Redirect, false, "Redirects plain-HTTP requests to HTTPS on hosts with TLS (default `true`)", "Redirects with 308; default from the ConfigMap's `ssl-redirect` ([HTTPS redirects](tls.md#https-redirects)). Only `\"true\"` or `\"false\"`; another value is ignored with a warning"),
+    snippet("stream-snippet", false, "nginx configuration added to the stream (TCP/UDP) block"),
+    not_yet("temporal-redirect", F::Redirect, "Answers every request with a redirect (302) to this URL"),
+    not_yet("temporal-redirect-code", F::Redirect, "Status code of `temporal-redirect` instead of 302"),
+    not_yet("upstream-hash-by", F::LoadBalancing, "Consistent hashing on this key (nginx variables, e.g. `$request_uri`)"),
+    not_yet("upstream-hash-by-subset", F::LoadBalancing, "Hashes to a subset of endpoints instead of a single one"),
+    not_yet("upstream-hash-by-subset-size", F::LoadBalancing, "Endpoints per subset (default 3)"),
+    not_yet("upstream-vhost", F::Headers, "`Host` header sent to the backend"),
+    not_yet("use-port-in-redirects", F::Redirect, "Redirects issued by nginx include the port"),
+    not_yet("use-regex", F::Rewrite, "The Ingress's paths are regular expressions"),
+    implemented("whitelist-source-range", F::Access, true, "Alias of `allowlist-source-range`", "An unparsable list makes every route of the Ingress answer 503 until fixed ([allow and deny lists](tls.md#allow-and-deny-lists))"),
+    not_yet("x-forwarded-prefix", F::Headers, "Adds an `X-Forwarded-Prefix` header with this value to backend requests"),
+];
+
+/// The annotation named `name` (without prefix), by binary search.
+pub fn lookup(name: &str) -> Option<&'static Annotation> {
+    ANNOTATIONS
+        .binary_search_by(|a| a.name.cmp(name))
+        .ok()
+        .map(|i| &ANNOTATIONS[i])
+}
+
+/// GitHub's heading anchor for a plain title.
+fn anchor(title: &str) -> String {
+    title
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_ascii_alphanumeric() || c == '-' => Some(c.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `docs/annotations.md`, with names shown under `prefix` (e.g. `nginx.ingress.kubernetes.io`).
+pub fn markdown(prefix: &str) -> String {
+    let count = |s: Status| ANNOTATIONS.iter().filter(|a| a.status == s).count();
+    let fail_closed = ANNOTATIONS.iter().filter(|a| a.fails_closed()).count();
+    let mut out = String::new();
+    let w = &mut out;
+    // Writing to a String cannot fail.
+    let _ = write!(
+        w,
+        "\
+# Annotations
+
+Every annotation ingress-nginx (v1.15) documents, what it does there, and what Weir does with it.
+Names are shown with the prefix `{prefix}/`, the default of `--annotations-prefix`;
+annotations with another prefix are not read.
+
+An annotation applies to every route its Ingress produces: its rules, its `spec.defaultBackend`,
+the catch-all, and the host's unmatched paths when it is the oldest Ingress of that host.
+
+- **implemented**: Weir applies it; the note says where it differs from ingress-nginx.
+- **refused**: Weir never applies it (nginx snippets). It is reported (a warning, and an Event in
+  API mode) and the rest of the Ingress is served.
+- **not yet**: not supported yet. It is reported (a warning, and an Event in API mode) and
+  ignored, except an annotation that guards access (authentication, client certificates, source
+  lists, `satisfy`): it makes every route of the Ingress answer **503** until it is supported
+  (fail closed), so the Ingress is never served without it.
+
+How warnings and Events are reported: [routing](routing.md#warnings).
+
+{total} annotations: {implemented} implemented, {refused} refused, {not_yet} not yet ({fail_closed} of them guard access and answer 503).
+
+",
+        total = ANNOTATIONS.len(),
+        implemented = count(Status::Implemented),
+        refused = count(Status::Refused),
+        not_yet = count(Status::NotYet),
+    );
+    let contents: Vec<String> = Family::ALL
+        .iter()
+        .map(|f| format!("[{}](#{})", f.title(), anchor(f.title())))
+        .collect();
+    let _ = writeln!(w, "Sections: {}.", contents.join(", "));
+    for family in Family::ALL {
+        let _ = write!(
+            w,
+            "\n## {}\n\n| Annotation | Status | What it does in ingress-nginx | Weir |\n|---|---|---|---|\n",
+            family.title()
+        );
+        for a in ANNOTATIONS.iter().filter(|a| a.family == family) {
+            let status = match a.status {
+                Status::Implemented => format!("**{}**", a.status.label()),
+                _ => a.status.label().to_string(),
+            };
+            let _ = writeln!(
+                w,
+                "| `{prefix}/{}` | {status} | {} | {} |",
+                a.name, a.summary, a.weir
+            );
+        }
+    }
+    let _ = write!(
+        w,
+        "\n---\n\nGenerated by `k8s_sync::annotations::registry::markdown` from \
+`k8s-sync/src/annotations/registry.rs`; do not edit. After changing the registry, run\n\
+`WEIR_BLESS=1 cargo test -p weir-k8s-sync --test annotations_doc` to rewrite this page.\n"
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_without_duplicates() {
+        for pair in ANNOTATIONS.windows(2) {
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} must come after {}",
+                pair[0].name,
+                pair[1].name
+            );
+        }
+    }
+
+    #[test]
+    fn lists_every_annotation() {
+        assert!(ANNOTATIONS.len() >= 120, "{}", ANNOTATIONS.len());
+        for family in Family::ALL {
+            assert!(
+                ANNOTATIONS.iter().any(|a| a.family == family),
+                "{family:?} is empty"
+            );
+        }
+    }
+
+    #[test]
+    fn implemented_exactly() {
+        let implemented = [
+            "ssl-redirect",
+            "force-ssl-redirect",
+            "preserve-trailing-slash",
+            "whitelist-source-range",
+            "allowlist-source-range",
+            "denylist-source-range",
+        ];
+        for name in implemented {
+            assert_eq!(lookup(name).unwrap().status, Status::Implemented, "{name}");
+        }
+        for a in ANNOTATIONS {
+            assert_eq!(
+                a.status == Status::Implemented,
+                implemented.contains(&a.name),
+                "{}",
+                a.name
+            );
+        }
+    }
+
+    #[test]
+    fn lookup_finds_and_misses() {
+        for a in ANNOTATIONS {
+            assert_eq!(lookup(a.name), Some(a));
+        }
+        let rt = lookup("rewrite-target").unwrap();
+        assert_eq!((rt.family, rt.status), (Family::Rewrite, Status::NotYet));
+        for missing in [
+            "",
+            "nginx.ingress.kubernetes.io/rewrite-target",
+            "Rewrite-Target",
+            "rewrite-targe",
+            "zzz",
+            "aaa",
+        ] {
+            assert_eq!(lookup(missing), None, "{missing:?}");
+        }
+    }
+
+    #[test]
+    fn snippets_refused() {
+        for a in ANNOTATIONS {
+            let is_snippet = a.name.ends_with("-snippet");
+            assert_eq!(a.status == Status::Refused, is_snippet, "{}", a.name);
+            assert_eq!(a.family == Family::Snippets, is_snippet, "{}", a.name);
+            assert!(!is_snippet || !a.fails_closed(), "{}", a.name);
+        }
+        for name in [
+            "configuration-snippet",
+            "server-snippet",
+            "stream-snippet",
+            "auth-snippet",
+            "modsecurity-snippet",
+        ] {
+            assert_eq!(lookup(name).unwrap().status, Status::Refused, "{name}");
+        }
+    }
+
+    #[test]
+    fn access_guards() {
+        let others = [
+            "satisfy",
+            "whitelist-source-range",
+            "allowlist-source-range",
+            "denylist-source-range",
+            "enable-global-auth",
+        ];
+        for a in ANNOTATIONS {
+            let guards = a.name.starts_with("auth-") || others.contains(&a.name);
+            assert_eq!(a.guards_access, guards, "{}", a.name);
+            if a.fails_closed() {
+                assert!(a.weir.contains("503"), "{}", a.name);
+            }
+        }
+        assert!(lookup("auth-url").unwrap().fails_closed());
+        assert!(lookup("auth-tls-secret").unwrap().fails_closed());
+        assert!(!lookup("limit-rps").unwrap().guards_access);
+        assert!(!lookup("whitelist-source-range").unwrap().fails_closed());
+    }
+
+    #[test]
+    fn table_cells_stay_in_their_cell() {
+        for a in ANNOTATIONS {
+            for text in [a.name, a.summary, a.weir] {
+                assert!(!text.contains(['|', '\n']), "{}: {text:?}", a.name);
+            }
+            assert!(!a.summary.is_empty(), "{}", a.name);
+            assert_eq!(
+                a.weir.is_empty(),
+                a.status == Status::NotYet && !a.guards_access,
+                "{}",
+                a.name
+            );
+        }
+    }
+
+    #[test]
+    fn markdown_lists_everything_under_the_prefix() {
+        let page = markdown("example.com");
+        for a in ANNOTATIONS {
+            assert!(
+                page.contains(&format!("| `example.com/{}` |", a.name)),
+                "{}",
+                a.name
+            );
+        }
+        assert!(!page.contains("nginx.ingress.kubernetes.io"));
+        assert!(page.contains(&format!("{} annotations:", ANNOTATIONS.len())));
+        assert_eq!(anchor(Family::BackendTls.title()), "tls-to-the-backend");
+    }
+}
