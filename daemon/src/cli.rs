@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use k8s_sync::{ServiceRef, SyncOptions};
+use k8s_sync::{ObjectRef, SyncOptions};
 
 /// Weir: a Kubernetes ingress controller on a Pingora data plane, a drop-in for ingress-nginx.
 #[derive(Parser, Debug, Clone)]
@@ -40,6 +40,14 @@ pub struct Cli {
     /// How long a leader's Lease lasts without renewal (e.g. 30s, 1m).
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub election_ttl: std::time::Duration,
+
+    /// Prefix of the annotations read from Ingresses (`PREFIX/rewrite-target`, ...).
+    #[arg(
+        long,
+        default_value = "nginx.ingress.kubernetes.io",
+        value_name = "PREFIX"
+    )]
+    pub annotations_prefix: String,
 
     /// Address the HTTP and HTTPS listeners bind to.
     #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
@@ -164,6 +172,13 @@ impl Cli {
         if self.election_id.is_empty() {
             bail!("--election-id must not be empty");
         }
+        let annotations_prefix = self.annotations_prefix.trim_end_matches('/');
+        if annotations_prefix.is_empty() || annotations_prefix.contains(char::is_whitespace) {
+            bail!(
+                "--annotations-prefix must be a non-empty prefix without spaces, got {:?}",
+                self.annotations_prefix
+            );
+        }
         Ok(SyncOptions {
             ingress_class: self.ingress_class.clone(),
             controller_class: self.controller_class.clone(),
@@ -174,6 +189,7 @@ impl Cli {
             configmap,
             default_ssl_certificate,
             https_port: self.https_port,
+            annotations_prefix: annotations_prefix.to_string(),
         })
     }
 }
@@ -199,10 +215,10 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Parse `namespace/name`.
-pub fn parse_ns_name(s: &str) -> anyhow::Result<ServiceRef> {
+pub fn parse_ns_name(s: &str) -> anyhow::Result<ObjectRef> {
     match s.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok(ServiceRef {
+            Ok(ObjectRef {
                 namespace: ns.to_string(),
                 name: name.to_string(),
             })

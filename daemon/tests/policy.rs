@@ -314,3 +314,55 @@ fn hsts_covers_every_route_of_a_tls_host() {
         );
     }
 }
+
+/// `--annotations-prefix` chooses which annotations are read; others are ignored.
+#[test]
+fn annotations_are_read_under_the_configured_prefix() {
+    let app = EchoServer::start("app").unwrap();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("ns", "app", &[app.addr()]));
+    let with = |name: &str, host: &str, annotation: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {name}
+  namespace: ns
+  annotations: {{\"{annotation}\": \"10.0.0.0/8\"}}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: app, port: {{number: 80}}}}}}}}
+"
+        )
+    };
+    m.write(
+        "ing.yaml",
+        &[
+            with("custom", "custom.test", "custom.io/whitelist-source-range"),
+            with(
+                "nginx",
+                "nginx.test",
+                "nginx.ingress.kubernetes.io/whitelist-source-range",
+            ),
+            with("typo", "typo.test", "custom.io/whitelist-source-rnage"),
+        ]
+        .join("---\n"),
+    );
+    let w = Weir::start(m.path(), &["--annotations-prefix", "custom.io/"]);
+    assert_eq!(w.get("custom.test", "/").status, 403);
+    assert_eq!(
+        w.get("nginx.test", "/").server(),
+        "app",
+        "other prefixes are not read"
+    );
+    assert_eq!(w.get("typo.test", "/").server(), "app");
+    w.wait_log("annotation custom.io/whitelist-source-rnage is not an ingress-nginx annotation");
+    let (status, log) = Weir::spawn(m.path(), &["--annotations-prefix", " "]).wait_exit();
+    assert!(!status.success());
+    assert!(log.contains("--annotations-prefix"), "{log}");
+}

@@ -26,9 +26,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{watch, Notify};
 
 use crate::leader::LeaderState;
+use crate::objects::ObjectRef;
 use crate::objects::ObjectSet;
 use crate::sync::Syncer;
-use crate::translate::ServiceRef;
 
 /// How long to wait for more changes before rebuilding.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -39,13 +39,13 @@ pub struct ApiOptions {
     /// `--watch-namespace`: namespaced kinds are watched only there.
     pub watch_namespace: Option<String>,
     /// `--publish-service`: copy this Service's load-balancer address into Ingress status.
-    pub publish_service: Option<ServiceRef>,
+    pub publish_service: Option<ObjectRef>,
     /// `--publish-status-address`: static addresses (IPs or hostnames) for Ingress status.
     pub publish_status_address: Vec<String>,
     /// `--update-status`: write Ingress status at all.
     pub update_status: bool,
     /// `--configmap`: the ConfigMap of global options, watched by name.
-    pub configmap: Option<ServiceRef>,
+    pub configmap: Option<ObjectRef>,
     /// Name of this controller, the `source.component` of its Events.
     pub component: String,
 }
@@ -139,7 +139,7 @@ impl Stores {
     fn start(
         client: &Client,
         ns: Option<&str>,
-        configmap: Option<&ServiceRef>,
+        configmap: Option<&ObjectRef>,
         changed: &Arc<Notify>,
     ) -> Stores {
         let all = watcher::Config::default();
@@ -235,12 +235,20 @@ pub async fn run(
     loop {
         let objects = stores.objects();
         let report = syncer.apply(&objects, &[]);
-        for (key, message, rejected) in &report.news {
-            if let Some(ing) = objects.ingresses.get(key) {
-                events
-                    .record(ing, if *rejected { "Rejected" } else { "Warning" }, message)
-                    .await;
-            }
+        for finding in &report.news {
+            let (Some(rejected), Some(ing)) = (
+                finding.ingress_event(),
+                objects.ingresses.get(&finding.subject),
+            ) else {
+                continue;
+            };
+            events
+                .record(
+                    ing,
+                    if rejected { "Rejected" } else { "Warning" },
+                    &finding.message,
+                )
+                .await;
         }
         let served: HashSet<String> = report.served_keys.into_iter().collect();
         if leader.borrow().is_leader {

@@ -179,3 +179,26 @@ impl ObjectSet {
         self.len() == 0
     }
 }
+
+/// A namespaced object named by a flag (`--default-backend-service`, `--configmap`,
+/// `--default-ssl-certificate`, `--publish-service`): `namespace/name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectRef {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// Its key in an [`ObjectSet`]: `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}

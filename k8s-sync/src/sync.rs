@@ -1,22 +1,25 @@
-//! Objects → one validated snapshot → `SnapshotHandle::store`, once per change.
+//! Objects → one validated snapshot → `SnapshotHandle::replace`, once per change.
+//!
+//! [`Syncer::apply`] is the pipeline: [`crate::admission`] (class, validation, last-good
+//! versions, annotations) → [`crate::config`] (the ConfigMap) and [`crate::tls`] (certificates)
+//! → [`crate::translate`] (routes, with [`crate::endpoints`] for pools) → one snapshot published
+//! in one swap → [`crate::report`] (logs, metrics, Events).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::networking::v1::Ingress;
 use proxy_core::{PoolCache, Snapshot, SnapshotHandle};
 use tokio::sync::watch;
 
-use crate::class::{ClassDecision, ClassFilter};
+use crate::admission::{Admission, InvalidIngress, ValidIngress};
+use crate::class::ClassFilter;
 use crate::config::GlobalConfig;
+use crate::endpoints::BackendCache;
 use crate::manifests::{ManifestDir, ManifestError};
 use crate::metrics::SyncMetrics;
 use crate::objects::ObjectSet;
-use crate::translate::{
-    translate, validate_ingress, BackendCache, InvalidIngress, TranslateSettings, ValidIngress,
-    Warning,
-};
+use crate::report::{Finding, FindingKind, Reporter};
+use crate::translate::{translate, TranslateSettings, Warning};
 use crate::SyncOptions;
 
 /// What one [`Syncer::apply`] did.
@@ -37,9 +40,8 @@ pub struct ApplyReport {
     pub hash: u64,
     /// `namespace/name` of every Ingress in the new snapshot.
     pub served_keys: Vec<String>,
-    /// Rejections and warnings not reported by an earlier apply (`namespace/name`, reason,
-    /// whether it rejected the Ingress): what deserves an Event.
-    pub news: Vec<(String, String, bool)>,
+    /// Findings not reported by an earlier apply: what deserves an Event.
+    pub news: Vec<Finding>,
 }
 
 /// Turns object sets into snapshots and publishes them, remembering the last valid version of
@@ -50,14 +52,8 @@ pub struct Syncer {
     pools: PoolCache,
     backends: BackendCache,
     metrics: Option<SyncMetrics>,
-    /// The last valid version of every Ingress, with the object it was validated from.
-    accepted: HashMap<String, (Arc<Ingress>, ValidIngress)>,
-    reported: HashMap<String, String>,
-    first_seen: HashMap<String, i64>,
-    reported_sources: Vec<ManifestError>,
-    reported_warnings: HashSet<(String, String)>,
-    reported_config: Vec<(String, String)>,
-    reported_secrets: HashMap<String, String>,
+    admission: Admission,
+    reporter: Reporter,
     cert_cache: crate::tls::CertCache,
     fallback_cert: proxy_core::TlsCert,
 }
@@ -72,18 +68,13 @@ impl Syncer {
     /// A syncer publishing into `handle`.
     pub fn new(opts: SyncOptions, handle: SnapshotHandle, metrics: Option<SyncMetrics>) -> Self {
         Syncer {
+            admission: Admission::new(&opts.annotations_prefix),
+            reporter: Reporter::new(metrics.clone()),
             opts,
             handle,
             pools: PoolCache::new(),
             backends: BackendCache::default(),
             metrics,
-            accepted: HashMap::new(),
-            reported: HashMap::new(),
-            first_seen: HashMap::new(),
-            reported_sources: Vec::new(),
-            reported_warnings: HashSet::new(),
-            reported_config: Vec::new(),
-            reported_secrets: HashMap::new(),
             cert_cache: crate::tls::CertCache::default(),
             fallback_cert: proxy_core::TlsCert::fake(),
         }
@@ -98,107 +89,25 @@ impl Syncer {
     /// (unparsable files) whose last good objects are already part of `objects`.
     pub fn apply(&mut self, objects: &ObjectSet, source_errors: &[ManifestError]) -> ApplyReport {
         let start = Instant::now();
-        let mut scoped;
+        let scoped;
         let objects = match &self.opts.watch_namespace {
             Some(ns) => {
-                scoped = objects.clone();
-                scoped.restrict_to_namespace(ns);
-                // The --configmap may live outside the watched namespace.
-                if let Some(c) = &self.opts.configmap {
-                    let key = format!("{}/{}", c.namespace, c.name);
-                    if let Some(cm) = objects.config_maps.get(&key) {
-                        scoped.config_maps.insert(key, cm.clone());
-                    }
-                }
+                scoped = self.scope(objects, ns);
                 &scoped
             }
             None => objects,
         };
-        let mut report = ApplyReport::default();
-        let filter = ClassFilter::new(&self.opts, objects);
         let now = unix_now();
-        let mut live: HashSet<&str> = HashSet::new();
-        for (key, ing) in &objects.ingresses {
-            if let ClassDecision::NotOurs(why) = filter.decide(ing) {
-                tracing::debug!(ingress = %key, %why, "ignoring Ingress of another class");
-                report.ignored.push((key.clone(), why));
-                continue;
-            }
-            live.insert(key.as_str());
-            // The same object as last time (sources share unchanged objects): still valid.
-            if self
-                .accepted
-                .get(key)
-                .is_some_and(|(source, _)| Arc::ptr_eq(source, ing))
-            {
-                if self.reported.remove(key).is_some() {
-                    tracing::info!(ingress = %key, "Ingress is valid again");
-                }
-                continue;
-            }
-            let created = match &ing.metadata.creation_timestamp {
-                Some(t) => t.0.as_second(),
-                None => *self.first_seen.entry(key.clone()).or_insert(now),
-            };
-            match validate_ingress(ing, created) {
-                Ok(valid) => {
-                    if self.reported.remove(key).is_some() {
-                        tracing::info!(ingress = %key, "Ingress is valid again");
-                    }
-                    self.accepted.insert(key.clone(), (ing.clone(), valid));
-                }
-                Err(e) => {
-                    let message = e.to_string();
-                    if self.reported.get(key) != Some(&message) {
-                        let kept = self.accepted.contains_key(key);
-                        tracing::warn!(
-                            ingress = %key,
-                            reason = %message,
-                            kept_previous_version = kept,
-                            "Ingress rejected"
-                        );
-                        if let Some(m) = &self.metrics {
-                            m.rejected
-                                .with_label_values(&["Ingress", e.metric_label()])
-                                .inc();
-                        }
-                        report.news.push((key.clone(), message.clone(), true));
-                        self.reported.insert(key.clone(), message);
-                    }
-                    report.rejected.push((key.clone(), e));
-                }
-            }
-        }
-        self.accepted.retain(|k, _| live.contains(&k.as_str()));
-        self.reported.retain(|k, _| live.contains(&k.as_str()));
-        self.first_seen
-            .retain(|k, _| objects.ingresses.contains_key(k));
-
-        let config_map = self.opts.configmap.as_ref().and_then(|c| {
-            objects
-                .config_maps
-                .get(&format!("{}/{}", c.namespace, c.name))
-                .map(|cm| &**cm)
-        });
-        let (global, problems) = GlobalConfig::from_config_map(config_map);
-        let problems: Vec<(String, String)> =
-            problems.into_iter().map(|p| (p.key, p.message)).collect();
-        for (key, message) in &problems {
-            if !self
-                .reported_config
-                .contains(&(key.clone(), message.clone()))
-            {
-                tracing::warn!(configmap_key = %key, problem = %message, "ConfigMap option not applied");
-                if let Some(m) = &self.metrics {
-                    m.rejected.with_label_values(&["ConfigMap", "option"]).inc();
-                }
-            }
-        }
-        self.reported_config = problems;
-
-        let valid: Vec<&ValidIngress> = self.accepted.values().map(|(_, v)| v).collect();
-        report.served_keys = self.accepted.keys().cloned().collect();
-        report.served_keys.sort_unstable();
+        let admitted = self
+            .admission
+            .admit(objects, &ClassFilter::new(&self.opts, objects), now);
+        let config_map = self
+            .opts
+            .configmap
+            .as_ref()
+            .and_then(|c| objects.config_maps.get(&c.key()).map(|cm| &**cm));
+        let (global, config_problems) = GlobalConfig::from_config_map(config_map);
+        let valid: Vec<&ValidIngress> = self.admission.served().collect();
         let tls = crate::tls::build(
             objects,
             &valid,
@@ -206,22 +115,6 @@ impl Syncer {
             &self.fallback_cert,
             &mut self.cert_cache,
         );
-        for (secret, e) in &tls.rejected {
-            let reason = e.to_string();
-            if self.reported_secrets.get(secret) != Some(&reason) {
-                tracing::warn!(%secret, reason = %reason, "TLS Secret rejected; its last good certificate (or the default) stays in use");
-                if let Some(m) = &self.metrics {
-                    m.rejected
-                        .with_label_values(&["Secret", e.metric_label()])
-                        .inc();
-                }
-            }
-        }
-        self.reported_secrets = tls
-            .rejected
-            .iter()
-            .map(|(k, e)| (k.clone(), e.to_string()))
-            .collect();
         let mut translation = translate(
             objects,
             &valid,
@@ -234,12 +127,83 @@ impl Syncer {
             &self.pools,
             &mut self.backends,
         );
-        translation.warnings.extend(tls.warnings);
         translation.builder.tls(tls.index);
         translation.builder.server(proxy_core::ServerPolicy {
             https_port: self.opts.https_port,
             ..global.server
         });
+        let snapshot = translation.builder.build();
+
+        let mut findings: Vec<Finding> = Vec::new();
+        for (key, e) in &admitted.rejected {
+            findings.push(Finding {
+                kind: FindingKind::IngressRejected {
+                    reason: e.metric_label(),
+                    kept_previous: self.admission.is_served(key),
+                },
+                subject: key.clone(),
+                message: e.to_string(),
+            });
+        }
+        for ing in &valid {
+            for p in &ing.annotations.problems {
+                findings.push(Finding {
+                    kind: FindingKind::Annotation {
+                        reason: p.metric_label(),
+                    },
+                    subject: ing.key().to_string(),
+                    message: p.to_string(),
+                });
+            }
+        }
+        let mut warnings = translation.warnings;
+        warnings.extend(tls.warnings);
+        for w in &warnings {
+            findings.push(Finding {
+                kind: FindingKind::IngressWarning,
+                subject: w.ingress.clone(),
+                message: w.message.clone(),
+            });
+        }
+        for (secret, e) in &tls.rejected {
+            findings.push(Finding {
+                kind: FindingKind::SecretRejected {
+                    reason: e.metric_label(),
+                },
+                subject: secret.clone(),
+                message: e.to_string(),
+            });
+        }
+        for p in config_problems {
+            findings.push(Finding {
+                kind: FindingKind::ConfigOption,
+                subject: p.key,
+                message: p.message,
+            });
+        }
+        for e in source_errors {
+            findings.push(Finding {
+                kind: FindingKind::Manifest,
+                subject: String::new(),
+                message: e.to_string(),
+            });
+        }
+
+        let report = ApplyReport {
+            served: valid.len(),
+            routes: snapshot.route_count(),
+            hash: snapshot.hash(),
+            served_keys: self.admission.served_keys(),
+            rejected: admitted.rejected,
+            ignored: admitted.ignored,
+            warnings,
+            news: self.reporter.round(findings),
+        };
+        let keep: std::collections::HashSet<_> =
+            snapshot.pools().map(|p| p.key().clone()).collect();
+        self.pools.retain(|k| keep.contains(k));
+        retire(self.handle.replace(snapshot));
+
         if let Some(m) = &self.metrics {
             m.ssl_expire.reset();
             for c in &tls.in_use {
@@ -247,41 +211,6 @@ impl Syncer {
                     .with_label_values(&[&c.host, &c.namespace, &c.secret])
                     .set(c.not_after as f64);
             }
-        }
-        let snapshot = translation.builder.build();
-        report.served = valid.len();
-        report.routes = snapshot.route_count();
-        report.hash = snapshot.hash();
-        report.warnings = translation.warnings;
-        let keep: std::collections::HashSet<_> =
-            snapshot.pools().map(|p| p.key().clone()).collect();
-        self.pools.retain(|k| keep.contains(k));
-        let previous = self.handle.replace(snapshot);
-        retire(previous);
-
-        // Each distinct warning is logged once, while it lasts.
-        let current: HashSet<(String, String)> = report
-            .warnings
-            .iter()
-            .map(|w| (w.ingress.clone(), w.message.clone()))
-            .collect();
-        for (ingress, message) in current.difference(&self.reported_warnings) {
-            tracing::warn!(%ingress, warning = %message, "Ingress partially applied");
-            report.news.push((ingress.clone(), message.clone(), false));
-        }
-        self.reported_warnings = current;
-        if source_errors != self.reported_sources.as_slice() {
-            for e in source_errors {
-                if !self.reported_sources.contains(e) {
-                    tracing::error!(error = %e, "manifest rejected, its last good objects stay in use");
-                    if let Some(m) = &self.metrics {
-                        m.rejected.with_label_values(&["File", "parse"]).inc();
-                    }
-                }
-            }
-            self.reported_sources = source_errors.to_vec();
-        }
-        if let Some(m) = &self.metrics {
             m.build_duration.observe(start.elapsed().as_secs_f64());
             m.ingresses_served.set(report.served as i64);
             m.routes.set(report.routes as i64);
@@ -305,6 +234,20 @@ impl Syncer {
             "configuration applied"
         );
         report
+    }
+
+    /// `--watch-namespace`: only that namespace's objects, plus the `--configmap`, which may
+    /// live outside it.
+    fn scope(&self, objects: &ObjectSet, namespace: &str) -> ObjectSet {
+        let mut scoped = objects.clone();
+        scoped.restrict_to_namespace(namespace);
+        if let Some(c) = &self.opts.configmap {
+            let key = c.key();
+            if let Some(cm) = objects.config_maps.get(&key) {
+                scoped.config_maps.insert(key, Arc::clone(cm));
+            }
+        }
+        scoped
     }
 }
 

@@ -11,8 +11,10 @@ use std::hash::{Hash, Hasher};
 use k8s_openapi::api::core::v1::Secret;
 use proxy_core::{CertError, CertIndex, TlsCert};
 
+use crate::admission::ValidIngress;
+use crate::objects::ObjectRef;
 use crate::objects::ObjectSet;
-use crate::translate::{ServiceRef, ValidIngress, Warning};
+use crate::translate::Warning;
 
 /// Parsed Secrets, re-parsed only when their content changes; keeps the last good certificate.
 #[derive(Default)]
@@ -106,7 +108,7 @@ pub struct TlsBuild {
 pub fn build(
     objects: &ObjectSet,
     ingresses: &[&ValidIngress],
-    default_certificate: Option<&ServiceRef>,
+    default_certificate: Option<&ObjectRef>,
     fallback: &TlsCert,
     cache: &mut CertCache,
 ) -> TlsBuild {
@@ -136,7 +138,7 @@ pub fn build(
 
     let default = match default_certificate {
         Some(s) => {
-            let key = format!("{}/{}", s.namespace, s.name);
+            let key = s.key();
             match load(&key, &mut out) {
                 Ok(c) => c,
                 Err(message) => {
@@ -155,7 +157,7 @@ pub fn build(
     let mut sorted: Vec<&&ValidIngress> = ingresses.iter().collect();
     sorted.sort_by(|a, b| a.order.cmp(&b.order));
     for ing in sorted {
-        let ing_key = format!("{}/{}", ing.namespace, ing.name);
+        let ing_key = ing.key();
         for tls in &ing.tls {
             let cert = match &tls.secret {
                 Some(name) => {
@@ -164,7 +166,7 @@ pub fn build(
                         Ok(c) => Some((c, name.clone())),
                         Err(message) => {
                             out.warnings.push(Warning {
-                                ingress: ing_key.clone(),
+                                ingress: ing_key.to_string(),
                                 message: format!("{message}; serving the default certificate"),
                             });
                             None
@@ -180,7 +182,7 @@ pub fn build(
                 };
                 if !cert.covers(host) {
                     out.warnings.push(Warning {
-                        ingress: ing_key.clone(),
+                        ingress: ing_key.to_string(),
                         message: format!(
                             "the certificate in Secret {}/{secret} is not valid for {host} (it names {}); serving the default certificate",
                             ing.namespace,

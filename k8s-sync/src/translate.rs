@@ -1,331 +1,19 @@
-//! Ingress + Service + EndpointSlice → proxy-core routes.
+//! Stage 4: admitted Ingresses → routes.
 //!
-//! [`validate_ingress`] checks one Ingress on its own (a bad one is rejected whole, with the field
-//! and the reason); [`translate`] resolves Services and EndpointSlices and fills a
-//! [`SnapshotBuilder`]. A missing Service or port is not an error of the Ingress: its routes
-//! answer 503 until the Service appears, as with ingress-nginx.
+//! [`translate`] turns every served Ingress into routes of a [`SnapshotBuilder`]: its path
+//! rules, its default backend for the unmatched paths of the hosts it is the oldest Ingress of,
+//! and the catch-all; each route carries the Ingress's policy, built once per Ingress, so no route
+//! of an Ingress is served without it. Backends come from [`crate::endpoints`].
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
-use proxy_core::snapshot::validate_rule;
 use proxy_core::{
-    BuildError, DefaultRoute, PathKind, PoolCache, PoolKey, Route, RouteMeta, RouteOrder,
-    RoutePolicy, SnapshotBuilder, Target,
+    DefaultRoute, PoolCache, Route, RouteMeta, RouteOrder, RoutePolicy, SnapshotBuilder,
 };
 
-use crate::objects::{ObjectSet, SERVICE_NAME_LABEL};
-
-/// Why an Ingress was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidIngress {
-    /// Neither rules nor a default backend.
-    #[error("spec: the Ingress has no rules and no defaultBackend")]
-    Empty,
-    /// A backend names no Service (resource backends are not supported).
-    #[error("{field}: only service backends are supported (resource backends are not)")]
-    NotAService {
-        /// Field path.
-        field: String,
-    },
-    /// A service backend without a port number or name.
-    #[error("{field}: a service backend needs port.number or port.name")]
-    MissingPort {
-        /// Field path.
-        field: String,
-    },
-    /// `pathType` is not Exact, Prefix or ImplementationSpecific.
-    #[error(
-        "{field}: unknown pathType {value:?} (expected Exact, Prefix or ImplementationSpecific)"
-    )]
-    PathType {
-        /// Field path.
-        field: String,
-        /// The value given.
-        value: String,
-    },
-    /// A host or path the route table refuses.
-    #[error("{field}: {source}")]
-    Rule {
-        /// Field path.
-        field: String,
-        /// The route table's reason.
-        source: BuildError,
-    },
-}
-
-impl InvalidIngress {
-    /// Short reason used as the `reason` metric label.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            InvalidIngress::Empty => "empty",
-            InvalidIngress::NotAService { .. } => "resource_backend",
-            InvalidIngress::MissingPort { .. } => "missing_port",
-            InvalidIngress::PathType { .. } => "path_type",
-            InvalidIngress::Rule {
-                source: BuildError::InvalidHost(_),
-                ..
-            } => "invalid_host",
-            InvalidIngress::Rule { .. } => "invalid_path",
-        }
-    }
-}
-
-/// A Service port as an Ingress names it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum PortRef {
-    /// `port.number`.
-    Number(i32),
-    /// `port.name`.
-    Name(String),
-}
-
-/// A service backend of a validated Ingress.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct BackendRef {
-    /// Service name (in the Ingress's namespace).
-    pub service: String,
-    /// The port.
-    pub port: PortRef,
-}
-
-/// One host/path rule of a validated Ingress.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ValidRule {
-    /// Lowercased host; `None` for any host.
-    pub host: Option<String>,
-    /// Path type.
-    pub kind: PathKind,
-    /// Path as written (`/` when an ImplementationSpecific path is empty).
-    pub path: String,
-    /// Where it goes.
-    pub backend: BackendRef,
-}
-
-/// An Ingress that passed validation, ready to translate.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ValidIngress {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// Conflict order (creation time, then `namespace/name`).
-    pub order: RouteOrder,
-    /// Host/path rules.
-    pub rules: Vec<ValidRule>,
-    /// Hosts named by rules (including rules without paths).
-    pub hosts: Vec<Option<String>>,
-    /// `spec.defaultBackend`.
-    pub default_backend: Option<BackendRef>,
-    /// `spec.tls`.
-    pub tls: Vec<ValidTls>,
-    /// Settings from `nginx.ingress.kubernetes.io/*` annotations.
-    pub annotations: IngressAnnotations,
-}
-
-/// One `spec.tls` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidTls {
-    /// Lowercased hosts.
-    pub hosts: Vec<String>,
-    /// `secretName`, in the Ingress's namespace.
-    pub secret: Option<String>,
-}
-
-/// The annotation prefix of ingress-nginx.
-pub const ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io/";
-
-/// Annotation settings Weir implements; values that do not parse are reported and ignored.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IngressAnnotations {
-    /// `ssl-redirect` (default: the ConfigMap's `ssl-redirect`).
-    pub ssl_redirect: Option<bool>,
-    /// `force-ssl-redirect`.
-    pub force_ssl_redirect: bool,
-    /// `preserve-trailing-slash`.
-    pub preserve_trailing_slash: bool,
-    /// `whitelist-source-range` / `allowlist-source-range`.
-    pub allow_source: Vec<ipnet::IpNet>,
-    /// `denylist-source-range`.
-    pub deny_source: Vec<ipnet::IpNet>,
-    /// An access annotation did not parse: the Ingress answers 503 rather than fail open.
-    pub denied: bool,
-    /// Problems: unparsable values, annotations not implemented yet, refused snippets.
-    pub problems: Vec<String>,
-}
-
-impl IngressAnnotations {
-    fn parse(annotations: Option<&std::collections::BTreeMap<String, String>>) -> Self {
-        let mut out = IngressAnnotations::default();
-        for (k, v) in annotations.into_iter().flatten() {
-            let Some(name) = k.strip_prefix(ANNOTATION_PREFIX) else {
-                continue;
-            };
-            let boolean = |v: &str| match v.trim() {
-                "true" => Some(true),
-                "false" => Some(false),
-                _ => None,
-            };
-            match name {
-                "ssl-redirect" | "force-ssl-redirect" | "preserve-trailing-slash" => match boolean(v) {
-                    Some(b) => match name {
-                        "ssl-redirect" => out.ssl_redirect = Some(b),
-                        "force-ssl-redirect" => out.force_ssl_redirect = b,
-                        _ => out.preserve_trailing_slash = b,
-                    },
-                    None => out.problems.push(format!("annotation {k}: expected \"true\" or \"false\", got {v:?}; ignored")),
-                },
-                "whitelist-source-range" | "allowlist-source-range" | "denylist-source-range" => {
-                    match proxy_core::client_ip::parse_cidrs(v) {
-                        Ok(nets) if name == "denylist-source-range" => out.deny_source = nets,
-                        Ok(nets) => out.allow_source = nets,
-                        Err(e) => {
-                            out.denied = true;
-                            out.problems.push(format!(
-                                "annotation {k}: {e}; the Ingress answers 503 until it is fixed"
-                            ));
-                        }
-                    }
-                }
-                _ if name.starts_with("auth-") || name == "satisfy" => {
-                    // Never serve without the authentication the Ingress asks for.
-                    out.denied = true;
-                    out.problems.push(format!(
-                        "annotation {k} (authentication) is not supported by Weir yet; the Ingress answers 503 instead of serving without it"
-                    ));
-                }
-                "configuration-snippet" | "server-snippet" | "stream-snippet" | "auth-snippet" => out.problems.push(format!(
-                    "annotation {k} is refused: nginx snippets do not exist in Weir (and are disabled by default in ingress-nginx, CVE-2021-25742)"
-                )),
-                _ => out.problems.push(format!("annotation {k} is not supported by Weir yet; ignored")),
-            }
-        }
-        out
-    }
-}
-
-/// `field` names the backend in errors; it is only formatted when there is one.
-fn backend_ref(
-    b: &IngressBackend,
-    field: &dyn Fn() -> String,
-) -> Result<BackendRef, InvalidIngress> {
-    let Some(svc) = &b.service else {
-        return Err(InvalidIngress::NotAService { field: field() });
-    };
-    let port = match &svc.port {
-        Some(p) => match (&p.number, &p.name) {
-            (Some(n), _) => PortRef::Number(*n),
-            (None, Some(name)) if !name.is_empty() => PortRef::Name(name.clone()),
-            _ => None.ok_or_else(|| InvalidIngress::MissingPort {
-                field: format!("{}.service.port", field()),
-            })?,
-        },
-        None => {
-            return Err(InvalidIngress::MissingPort {
-                field: format!("{}.service.port", field()),
-            })
-        }
-    };
-    Ok(BackendRef {
-        service: svc.name.clone(),
-        port,
-    })
-}
-
-/// Check one Ingress. `created` is its creation time in seconds (used to order conflicts).
-pub fn validate_ingress(ing: &Ingress, created: i64) -> Result<ValidIngress, InvalidIngress> {
-    let namespace = ing.metadata.namespace.clone().unwrap_or_default();
-    let name = ing.metadata.name.clone().unwrap_or_default();
-    let spec = ing.spec.as_ref();
-    let default_backend = spec
-        .and_then(|s| s.default_backend.as_ref())
-        .map(|b| backend_ref(b, &|| "spec.defaultBackend".to_string()))
-        .transpose()?;
-    let mut rules = Vec::new();
-    let mut hosts = Vec::new();
-    let spec_rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
-    if spec_rules.is_empty() && default_backend.is_none() {
-        return Err(InvalidIngress::Empty);
-    }
-    for (ri, rule) in spec_rules.iter().enumerate() {
-        let host = rule
-            .host
-            .as_deref()
-            .filter(|h| !h.is_empty())
-            .map(str::to_ascii_lowercase);
-        validate_rule(host.as_deref(), PathKind::Prefix, "/").map_err(|source| {
-            InvalidIngress::Rule {
-                field: format!("spec.rules[{ri}].host"),
-                source,
-            }
-        })?;
-        if !hosts.contains(&host) {
-            hosts.push(host.clone());
-        }
-        let Some(http) = &rule.http else { continue };
-        for (pi, p) in http.paths.iter().enumerate() {
-            let field = || format!("spec.rules[{ri}].http.paths[{pi}]");
-            let kind = match p.path_type.as_str() {
-                "Exact" => PathKind::Exact,
-                "Prefix" => PathKind::Prefix,
-                "ImplementationSpecific" => PathKind::ImplementationSpecific,
-                other => {
-                    return Err(InvalidIngress::PathType {
-                        field: format!("{}.pathType", field()),
-                        value: other.to_string(),
-                    })
-                }
-            };
-            let path = match p.path.as_deref() {
-                Some(p) if !p.is_empty() => p.to_string(),
-                _ if kind == PathKind::ImplementationSpecific => "/".to_string(),
-                _ => String::new(),
-            };
-            validate_rule(host.as_deref(), kind, &path).map_err(|source| InvalidIngress::Rule {
-                field: format!("{}.path", field()),
-                source,
-            })?;
-            let backend = backend_ref(&p.backend, &|| format!("{}.backend", field()))?;
-            rules.push(ValidRule {
-                host: host.clone(),
-                kind,
-                path,
-                backend,
-            });
-        }
-    }
-    let tls = spec
-        .and_then(|s| s.tls.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .map(|t| ValidTls {
-            hosts: t
-                .hosts
-                .iter()
-                .flatten()
-                .map(|h| h.to_ascii_lowercase())
-                .collect(),
-            secret: t.secret_name.clone().filter(|s| !s.is_empty()),
-        })
-        .collect();
-    Ok(ValidIngress {
-        tls,
-        annotations: IngressAnnotations::parse(ing.metadata.annotations.as_ref()),
-        order: RouteOrder {
-            created,
-            name: format!("{namespace}/{name}"),
-        },
-        namespace,
-        name,
-        rules,
-        hosts,
-        default_backend,
-    })
-}
+use crate::admission::{BackendRef, PortRef, ValidIngress};
+use crate::endpoints::{BackendCache, Resolver};
+use crate::objects::{ObjectRef, ObjectSet};
 
 /// A problem found while translating that does not reject the Ingress.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,201 +22,6 @@ pub struct Warning {
     pub ingress: String,
     /// What is wrong.
     pub message: String,
-}
-
-/// Where `--default-backend-service` points.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceRef {
-    /// Namespace.
-    pub namespace: String,
-    /// Service name.
-    pub name: String,
-}
-
-/// Backends resolved by earlier translations, by Service (`namespace/name`). An entry is reused
-/// while its Service and EndpointSlices are the very objects it was resolved from (sources
-/// share unchanged objects), so a rebuild re-reads only the Services that changed.
-#[derive(Default)]
-pub struct BackendCache {
-    services: HashMap<String, ResolvedService>,
-}
-
-/// One Service as last resolved: the objects it came from and the target of each port asked for.
-struct ResolvedService {
-    service: Option<Arc<Service>>,
-    slices: Vec<Arc<EndpointSlice>>,
-    ports: HashMap<PortRef, (Target, Option<String>)>,
-}
-
-impl ResolvedService {
-    fn resolved_from(
-        &self,
-        service: Option<&Arc<Service>>,
-        slices: &[&Arc<EndpointSlice>],
-    ) -> bool {
-        let same_service = match (&self.service, service) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        same_service
-            && self.slices.len() == slices.len()
-            && self
-                .slices
-                .iter()
-                .zip(slices)
-                .all(|(a, b)| Arc::ptr_eq(a, b))
-    }
-}
-
-/// Resolves Service ports to endpoints, once per backend per build.
-struct Resolver<'a> {
-    objects: &'a ObjectSet,
-    slices: HashMap<String, Vec<&'a Arc<EndpointSlice>>>,
-    pools: &'a PoolCache,
-    /// Targets resolved in this translation, by namespace then backend.
-    resolved: HashMap<String, HashMap<BackendRef, Target>>,
-    /// What earlier translations resolved; entries move to `current` when used.
-    earlier: &'a mut BackendCache,
-    /// The cache for the next translation: the Services this one resolved.
-    current: BackendCache,
-}
-
-impl<'a> Resolver<'a> {
-    fn new(objects: &'a ObjectSet, pools: &'a PoolCache, earlier: &'a mut BackendCache) -> Self {
-        let mut slices: HashMap<String, Vec<&Arc<EndpointSlice>>> = HashMap::new();
-        for s in objects.endpoint_slices.values() {
-            let Some(svc) = s
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-            else {
-                continue;
-            };
-            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
-            slices.entry(format!("{ns}/{svc}")).or_default().push(s);
-        }
-        Resolver {
-            objects,
-            slices,
-            pools,
-            resolved: HashMap::new(),
-            earlier,
-            current: BackendCache::default(),
-        }
-    }
-
-    /// The pool for a backend; a warning when the Service or port does not exist.
-    fn target(&mut self, namespace: &str, b: &BackendRef) -> (Target, Option<String>) {
-        if let Some(t) = self.resolved.get(namespace).and_then(|m| m.get(b)) {
-            return (t.clone(), None);
-        }
-        let svc_key = format!("{namespace}/{}", b.service);
-        let service = self.objects.services.get(&svc_key);
-        let slices = self.slices.get(&svc_key).map_or(&[][..], Vec::as_slice);
-        let entry = match self.current.services.entry(svc_key.clone()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let reused = self
-                    .earlier
-                    .services
-                    .remove(e.key())
-                    .filter(|r| r.resolved_from(service, slices));
-                e.insert(reused.unwrap_or_else(|| ResolvedService {
-                    service: service.cloned(),
-                    slices: slices.iter().map(|s| Arc::clone(s)).collect(),
-                    ports: HashMap::new(),
-                }))
-            }
-        };
-        if !entry.ports.contains_key(&b.port) {
-            let port_label = match &b.port {
-                PortRef::Number(n) => n.to_string(),
-                PortRef::Name(n) => n.clone(),
-            };
-            let key = PoolKey(format!("{svc_key}:{port_label}").into());
-            let (endpoints, warning) = match service {
-                None => (Vec::new(), Some(format!("Service {svc_key} not found"))),
-                Some(svc) => match endpoints(&svc_key, svc, slices, &b.port) {
-                    Ok(e) => (e, None),
-                    Err(w) => (Vec::new(), Some(w)),
-                },
-            };
-            let target = Target::Pool(self.pools.get(&key, &endpoints));
-            entry.ports.insert(b.port.clone(), (target, warning));
-        }
-        let (target, warning) = entry.ports[&b.port].clone();
-        self.resolved
-            .entry(namespace.to_string())
-            .or_default()
-            .insert(b.clone(), target.clone());
-        (target, warning)
-    }
-
-    /// Ends the translation: what it resolved becomes the cache of the next one.
-    fn finish(self) {
-        *self.earlier = self.current;
-    }
-}
-
-/// The ready endpoints of `svc`'s port `port`, from the Service's EndpointSlices.
-fn endpoints(
-    svc_key: &str,
-    svc: &Service,
-    slices: &[&Arc<EndpointSlice>],
-    port: &PortRef,
-) -> Result<Vec<SocketAddr>, String> {
-    let spec = svc.spec.as_ref();
-    if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
-        return Err(format!(
-            "Service {svc_key} is of type ExternalName, which Weir does not support yet"
-        ));
-    }
-    let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
-    let svc_port = ports.iter().find(|p| match port {
-        PortRef::Number(n) => p.port == *n,
-        PortRef::Name(n) => p.name.as_deref() == Some(n.as_str()),
-    });
-    let Some(svc_port) = svc_port else {
-        let wanted = match port {
-            PortRef::Number(n) => format!("port {n}"),
-            PortRef::Name(n) => format!("port named {n:?}"),
-        };
-        return Err(format!("Service {svc_key} has no {wanted}"));
-    };
-    let port_name = svc_port.name.as_deref().unwrap_or("");
-    let mut out = Vec::new();
-    for slice in slices {
-        if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
-            continue;
-        }
-        let Some(number) = slice
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.as_deref().unwrap_or("") == port_name)
-            .and_then(|p| p.port)
-        else {
-            continue;
-        };
-        let Ok(number) = u16::try_from(number) else {
-            continue;
-        };
-        for ep in slice.endpoints.iter().flatten() {
-            // A nil `ready` condition means ready (EndpointSlice API contract).
-            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            if !ready {
-                continue;
-            }
-            for a in &ep.addresses {
-                if let Ok(ip) = a.parse::<IpAddr>() {
-                    out.push(SocketAddr::new(ip, number));
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Whether `host` is named by a `spec.tls` entry, directly or through a one-label wildcard.
@@ -556,10 +49,10 @@ impl<'a> IngressPolicies<'a> {
     fn new(ingress: &'a ValidIngress, settings: &'a TranslateSettings<'a>) -> Self {
         let a = &ingress.annotations;
         let base = Arc::new(RoutePolicy {
-            preserve_trailing_slash: a.preserve_trailing_slash,
-            allow_source: a.allow_source.clone(),
-            deny_source: a.deny_source.clone(),
-            denied: a.denied,
+            preserve_trailing_slash: a.redirect.preserve_trailing_slash,
+            allow_source: a.access.allow.clone(),
+            deny_source: a.access.deny.clone(),
+            denied: a.refusal.is_some(),
             ..settings.base_policy.clone()
         });
         IngressPolicies {
@@ -577,9 +70,11 @@ impl<'a> IngressPolicies<'a> {
             return p.clone();
         }
         let tls_host = host.is_some_and(|h| tls_covers(self.settings.tls_hosts, h));
-        let a = &self.ingress.annotations;
-        let redirect_to_https = a.force_ssl_redirect
-            || (tls_host && a.ssl_redirect.unwrap_or(self.settings.ssl_redirect));
+        let redirect_to_https = self
+            .ingress
+            .annotations
+            .redirect
+            .redirects(tls_host, self.settings.ssl_redirect);
         let p = if tls_host || redirect_to_https {
             Arc::new(RoutePolicy {
                 tls_host,
@@ -603,7 +98,7 @@ impl<'a> IngressPolicies<'a> {
 /// Controller-wide inputs of a translation.
 pub struct TranslateSettings<'a> {
     /// `--default-backend-service`.
-    pub default_backend_service: Option<&'a ServiceRef>,
+    pub default_backend_service: Option<&'a ObjectRef>,
     /// Route defaults from the ConfigMap.
     pub base_policy: &'a RoutePolicy,
     /// The ConfigMap's `ssl-redirect` (default true).
@@ -643,7 +138,7 @@ pub fn translate(
                 port: PortRef::Number(
                     objects
                         .services
-                        .get(&format!("{}/{}", svc.namespace, svc.name))
+                        .get(&svc.key())
                         .and_then(|s| s.spec.as_ref())
                         .and_then(|s| s.ports.as_ref())
                         .and_then(|p| p.first())
@@ -689,9 +184,6 @@ pub fn translate(
                 }
             }
         };
-        for problem in &ing.annotations.problems {
-            warn(Some(problem.clone()));
-        }
         let namespace: Arc<str> = ing.namespace.as_str().into();
         let ingress_name: Arc<str> = ing.name.as_str().into();
         let policies = IngressPolicies::new(ing, settings);

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use k8s_sync::manifests::parse_manifest;
-use k8s_sync::{ObjectSet, ServiceRef, SyncOptions, Syncer};
+use k8s_sync::{ObjectRef, ObjectSet, SyncOptions, Syncer};
 use proxy_core::{SnapshotHandle, Target};
 
 fn objects(yaml: &str) -> ObjectSet {
@@ -403,7 +403,7 @@ endpoints: [{{addresses: [10.1.1.1]}}]
     assert!(f.route("elsewhere.test", "/").is_none());
 
     let mut f = Fixture::new(SyncOptions {
-        default_backend_service: Some(ServiceRef {
+        default_backend_service: Some(ObjectRef {
             namespace: "infra".into(),
             name: "fallback".into(),
         }),

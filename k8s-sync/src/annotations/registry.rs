@@ -174,7 +174,6 @@ impl Annotation {
 const SNIPPET: &str = "nginx snippets do not exist in Weir, and ingress-nginx disables them by default (CVE-2021-25742); reported, the rest of the Ingress is served";
 const FAIL_CLOSED: &str =
     "Not supported yet: every route of the Ingress answers 503 until it is (fail closed)";
-const BOOL_ONLY: &str = "Only `\"true\"` or `\"false\"`; another value is ignored with a warning";
 
 const fn not_yet(name: &'static str, family: Family, summary: &'static str) -> Annotation {
     Annotation {
@@ -296,7 +295,7 @@ pub static ANNOTATIONS: &[Annotation] = &[
     not_yet("enable-rewrite-log", F::Logging, "Logs nginx rewrite processing at notice level"),
     not_yet("fastcgi-index", F::Backend, "FastCGI index file (with `backend-protocol: FCGI`)"),
     not_yet("fastcgi-params-configmap", F::Backend, "ConfigMap of FastCGI parameters (with `backend-protocol: FCGI`)"),
-    implemented("force-ssl-redirect", F::Redirect, false, "Redirects plain-HTTP requests to HTTPS even when the host has no TLS", BOOL_ONLY),
+    implemented("force-ssl-redirect", F::Redirect, false, "Redirects plain-HTTP requests to HTTPS even when the host has no TLS", ""),
     not_yet("from-to-www-redirect", F::Redirect, "Redirects `www.host` to `host`, or the reverse, whichever the rule does not name"),
     not_yet("http2-push-preload", F::Misc, "Turns `Link: rel=preload` response headers into HTTP/2 server pushes"),
     not_yet("limit-allowlist", F::Limits, "Client CIDRs exempt from the rate limits"),
@@ -317,7 +316,7 @@ pub static ANNOTATIONS: &[Annotation] = &[
     not_yet("opentelemetry-trust-incoming-span", F::Tracing, "Whether an incoming trace context becomes the parent of the span"),
     not_yet("permanent-redirect", F::Redirect, "Answers every request with a redirect (301) to this URL"),
     not_yet("permanent-redirect-code", F::Redirect, "Status code of `permanent-redirect` instead of 301"),
-    implemented("preserve-trailing-slash", F::Redirect, false, "Keeps a trailing `/` in the HTTPS redirect", BOOL_ONLY),
+    implemented("preserve-trailing-slash", F::Redirect, false, "Keeps a trailing `/` in the HTTPS redirect", ""),
     not_yet("proxy-body-size", F::Body, "Largest request body accepted (413 above); default `1m`"),
     not_yet("proxy-buffer-size", F::Body, "Buffer for the first part of the backend response (its headers)"),
     not_yet("proxy-buffering", F::Body, "Buffers backend responses (`on`) or streams them (`off`, default)"),
@@ -361,7 +360,7 @@ pub static ANNOTATIONS: &[Annotation] = &[
     not_yet("ssl-ciphers", F::Tls, "Cipher suites offered to clients of the host"),
     not_yet("ssl-passthrough", F::Tls, "Passes TLS connections to the backend undecrypted, chosen by SNI"),
     not_yet("ssl-prefer-server-ciphers", F::Tls, "Prefers the server's cipher order over the client's"),
-    implemented("ssl-redirect", F::Redirect, false, "Redirects plain-HTTP requests to HTTPS on hosts with TLS (default `true`)", "Redirects with 308; default from the ConfigMap's `ssl-redirect` ([HTTPS redirects](tls.md#https-redirects)). Only `\"true\"` or `\"false\"`; another value is ignored with a warning"),
+    implemented("ssl-redirect", F::Redirect, false, "Redirects plain-HTTP requests to HTTPS on hosts with TLS (default `true`)", "Redirects with 308; default from the ConfigMap's `ssl-redirect` ([HTTPS redirects](tls.md#https-redirects))"),
     snippet("stream-snippet", false, "nginx configuration added to the stream (TCP/UDP) block"),
     not_yet("temporal-redirect", F::Redirect, "Answers every request with a redirect (302) to this URL"),
     not_yet("temporal-redirect-code", F::Redirect, "Status code of `temporal-redirect` instead of 302"),
@@ -409,10 +408,14 @@ pub fn markdown(prefix: &str) -> String {
 
 Every annotation ingress-nginx (v1.15) documents, what it does there, and what Weir does with it.
 Names are shown with the prefix `{prefix}/`, the default of `--annotations-prefix`;
-annotations with another prefix are not read.
+annotations with another prefix are not read. Boolean values are read as ingress-nginx reads them
+(`true`, `True`, `TRUE`, `1`, `t`, … and their `false` counterparts); another value is ignored
+with a warning. An annotation with the prefix that ingress-nginx does not know is reported as
+such (a typo, often) and ignored.
 
 An annotation applies to every route its Ingress produces: its rules, its `spec.defaultBackend`,
-the catch-all, and the host's unmatched paths when it is the oldest Ingress of that host.
+the catch-all (except redirects, as ingress-nginx), and the host's unmatched paths when it is the
+oldest Ingress of that host.
 
 - **implemented**: Weir applies it; the note says where it differs from ingress-nginx.
 - **refused**: Weir never applies it (nginx snippets). It is reported (a warning, and an Event in
