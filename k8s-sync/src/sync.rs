@@ -134,61 +134,17 @@ impl Syncer {
         });
         let snapshot = translation.builder.build();
 
-        let mut findings: Vec<Finding> = Vec::new();
-        for (key, e) in &admitted.rejected {
-            findings.push(Finding {
-                kind: FindingKind::IngressRejected {
-                    reason: e.metric_label(),
-                    kept_previous: self.admission.is_served(key),
-                },
-                subject: key.clone(),
-                message: e.to_string(),
-            });
-        }
-        for ing in &valid {
-            for p in &ing.annotations.problems {
-                findings.push(Finding {
-                    kind: FindingKind::Annotation {
-                        reason: p.metric_label(),
-                    },
-                    subject: ing.key().to_string(),
-                    message: p.to_string(),
-                });
-            }
-        }
         let mut warnings = translation.warnings;
         warnings.extend(tls.warnings);
-        for w in &warnings {
-            findings.push(Finding {
-                kind: FindingKind::IngressWarning,
-                subject: w.ingress.clone(),
-                message: w.message.clone(),
-            });
-        }
-        for (secret, e) in &tls.rejected {
-            findings.push(Finding {
-                kind: FindingKind::SecretRejected {
-                    reason: e.metric_label(),
-                },
-                subject: secret.clone(),
-                message: e.to_string(),
-            });
-        }
-        for p in config_problems {
-            findings.push(Finding {
-                kind: FindingKind::ConfigOption,
-                subject: p.key,
-                message: p.message,
-            });
-        }
-        for e in source_errors {
-            findings.push(Finding {
-                kind: FindingKind::Manifest,
-                subject: String::new(),
-                message: e.to_string(),
-            });
-        }
-
+        let findings = findings(
+            &self.admission,
+            &admitted.rejected,
+            &valid,
+            &warnings,
+            &tls.rejected,
+            config_problems,
+            source_errors,
+        );
         let report = ApplyReport {
             served: valid.len(),
             routes: snapshot.route_count(),
@@ -249,6 +205,71 @@ impl Syncer {
         }
         scoped
     }
+}
+
+/// Everything worth reporting after one round, in a stable order.
+fn findings(
+    admission: &Admission,
+    rejected: &[(String, InvalidIngress)],
+    served: &[&ValidIngress],
+    warnings: &[Warning],
+    secrets: &[(String, proxy_core::CertError)],
+    config_problems: Vec<crate::config::ConfigProblem>,
+    source_errors: &[ManifestError],
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (key, e) in rejected {
+        out.push(Finding {
+            kind: FindingKind::IngressRejected {
+                reason: e.metric_label(),
+                kept_previous: admission.is_served(key),
+            },
+            subject: key.clone(),
+            message: e.to_string(),
+        });
+    }
+    for ing in served {
+        for p in &ing.annotations.problems {
+            out.push(Finding {
+                kind: FindingKind::Annotation {
+                    reason: p.metric_label(),
+                },
+                subject: ing.key().to_string(),
+                message: p.to_string(),
+            });
+        }
+    }
+    for w in warnings {
+        out.push(Finding {
+            kind: FindingKind::IngressWarning,
+            subject: w.ingress.clone(),
+            message: w.message.clone(),
+        });
+    }
+    for (secret, e) in secrets {
+        out.push(Finding {
+            kind: FindingKind::SecretRejected {
+                reason: e.metric_label(),
+            },
+            subject: secret.clone(),
+            message: e.to_string(),
+        });
+    }
+    for p in config_problems {
+        out.push(Finding {
+            kind: FindingKind::ConfigOption,
+            subject: p.key,
+            message: p.message,
+        });
+    }
+    for e in source_errors {
+        out.push(Finding {
+            kind: FindingKind::Manifest,
+            subject: String::new(),
+            message: e.to_string(),
+        });
+    }
+    out
 }
 
 /// Snapshots with at least this many routes are freed on a thread of their own.
