@@ -9,21 +9,19 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A loopback address nothing listens on.
+/// A loopback address nothing listens on, that stays so for the rest of the test process: the
+/// port is held by a socket that is bound but never listens (connections to it are refused, and
+/// neither the kernel nor another test can hand the port out again).
 pub fn closed_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    static HELD: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = socket.local_addr().unwrap();
+    HELD.lock().unwrap_or_else(|p| p.into_inner()).push(socket);
+    addr
 }
 
 /// Poll `f` until it returns `Some`, or panic after `deadline` with `what`.
@@ -218,20 +216,24 @@ impl Weir {
         Self::spawn_env(source, extra, &[])
     }
 
-    /// Start with source flags, extra flags and environment, without waiting.
+    /// Start with source flags, extra flags and environment; returns once weir has logged the
+    /// addresses of its listeners (or has exited), without waiting for readiness. Every listener
+    /// binds port 0 (a free port chosen by the kernel) unless `extra` names a port.
     pub fn spawn_env(source: &[&std::ffi::OsStr], extra: &[&str], env: &[(&str, &str)]) -> Weir {
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("weir.log");
         let logfile = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(source)
             .args(["--bind-address", "127.0.0.1", "--healthz-host", "127.0.0.1"])
-            .args(["--http-port", &http.port().to_string()])
-            .args(["--healthz-port", &admin.port().to_string()])
-            .args(["--https-port", &https.port().to_string()])
+            .args([
+                "--http-port",
+                "0",
+                "--https-port",
+                "0",
+                "--healthz-port",
+                "0",
+            ])
             .args(["--worker-threads", "2", "--worker-shutdown-timeout", "1"])
             .args(extra)
             .env("RUST_LOG", "info")
@@ -241,13 +243,43 @@ impl Weir {
             .stderr(logfile)
             .spawn()
             .expect("weir binary starts");
-        Weir {
+        let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut w = Weir {
             child,
-            http,
-            admin,
-            https,
+            http: unbound,
+            admin: unbound,
+            https: unbound,
             log,
             _logdir: logdir,
+        };
+        w.wait_bound();
+        w
+    }
+
+    /// Wait until weir logged `listening listener=NAME addr=ADDR` for its three listeners, and
+    /// take the addresses; a weir that exits first keeps port 0 (see [`Weir::wait_exit`]).
+    fn wait_bound(&mut self) {
+        let deadline = Duration::from_secs(30);
+        let end = Instant::now() + deadline;
+        loop {
+            let found = listening_addresses(&self.log());
+            let get = |name: &str| found.iter().find(|(n, _)| n == name).map(|(_, a)| *a);
+            if let (Some(http), Some(https), Some(admin)) =
+                (get("http"), get("https"), get("admin"))
+            {
+                (self.http, self.https, self.admin) = (http, https, admin);
+                return;
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "weir logged no listening addresses within {deadline:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -321,6 +353,22 @@ impl Weir {
         });
         (status, self.log())
     }
+}
+
+/// The `(listener, address)` pairs of weir's `listening listener=NAME addr=ADDR` log lines.
+pub fn listening_addresses(log: &str) -> Vec<(String, SocketAddr)> {
+    log.lines()
+        .filter(|l| l.contains(" listening "))
+        .filter_map(|l| {
+            let field = |key: &str| {
+                l.split_whitespace()
+                    .find_map(|t| t.strip_prefix(key))
+                    .map(str::to_string)
+            };
+            let addr = field("addr=")?.parse().ok()?;
+            Some((field("listener=")?, addr))
+        })
+        .collect()
 }
 
 impl Drop for Weir {
