@@ -471,32 +471,103 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
     })
 }
 
-/// Prometheus text exposition, with a lookup by name and labels.
+/// Prometheus text exposition as served on `/metrics`. Lookups parse it with a strict parser of
+/// the text format: output that is not valid exposition text fails the test, it is never read as
+/// "no such series".
 pub struct Metrics(pub String);
 
+/// One sample line of an exposition: full sample name (`…_bucket`, `…_sum`, `…_count` for
+/// histograms), labels (unescaped) and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The sample's name as written on its line.
+    pub name: String,
+    /// Label names and values.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The value.
+    pub value: f64,
+}
+
+impl Sample {
+    /// Whether the sample has all of `labels` (and maybe more).
+    pub fn has(&self, labels: &[(&str, &str)]) -> bool {
+        labels
+            .iter()
+            .all(|(k, v)| self.labels.get(*k).map(String::as_str) == Some(*v))
+    }
+}
+
+/// A label value as written in the text format, unescaped (`\\`, `\"`, `\n`).
+fn unescape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 impl Metrics {
-    /// Sum of the samples named `name` whose labels include all of `labels`.
-    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let mut found = None;
-        for line in self.0.lines().filter(|l| !l.starts_with('#')) {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (n, lbls) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            if n != name {
-                continue;
-            }
-            let pairs: Vec<(&str, &str)> = lbls
-                .split("\",")
-                .filter_map(|p| p.split_once("=\""))
-                .map(|(k, v)| (k.trim_start_matches(','), v.trim_end_matches('"')))
-                .collect();
-            if labels.iter().all(|l| pairs.contains(l)) {
-                *found.get_or_insert(0.0) += value.parse::<f64>().ok()?;
+    /// Every sample; panics (showing the text) when the exposition does not parse.
+    pub fn samples(&self) -> Vec<Sample> {
+        use prom_text_format_parser::{Scrape, Type, ValueType};
+        let scrape = Scrape::parse(&self.0)
+            .unwrap_or_else(|e| panic!("/metrics is not valid exposition text: {e:?}\n{}", self.0));
+        let mut out = Vec::new();
+        for metric in scrape.metrics {
+            for sample in metric.samples {
+                let suffix = match (metric.kind, sample.value.value_type) {
+                    (_, ValueType::Sum) => "_sum",
+                    (_, ValueType::Count) => "_count",
+                    (Type::Histogram, ValueType::Sample) => "_bucket",
+                    _ => "",
+                };
+                out.push(Sample {
+                    name: format!("{}{suffix}", metric.name),
+                    labels: sample
+                        .labels
+                        .iter()
+                        .map(|l| (l.key.clone(), unescape_label(&l.value)))
+                        .collect(),
+                    value: sample.value.value.as_f64(),
+                });
             }
         }
-        found
+        out
+    }
+
+    /// The samples named `name` that have all of `labels`.
+    pub fn series(&self, name: &str, labels: &[(&str, &str)]) -> Vec<Sample> {
+        self.samples()
+            .into_iter()
+            .filter(|s| s.name == name && s.has(labels))
+            .collect()
+    }
+
+    /// Sum of the samples named `name` whose labels include all of `labels` (None: no sample).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found = self.series(name, labels);
+        (!found.is_empty()).then(|| found.iter().map(|s| s.value).sum())
+    }
+
+    /// The value of the one sample named `name` with all of `labels`; panics when several match
+    /// (a lookup that should name more labels), None when none does.
+    pub fn single(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found = self.series(name, labels);
+        assert!(
+            found.len() <= 1,
+            "{name} {labels:?} matches {} series: {found:?}",
+            found.len()
+        );
+        found.first().map(|s| s.value)
     }
 }
 
