@@ -53,7 +53,7 @@ pub struct Cli {
     #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
     pub bind_address: IpAddr,
 
-    /// Port of the HTTP listener.
+    /// Port of the HTTP listener (0: any free port; every listener logs its address).
     #[arg(long, default_value_t = 80)]
     pub http_port: u16,
 
@@ -144,12 +144,10 @@ impl Cli {
             ("--https-port", self.https_port),
             ("--healthz-port", self.healthz_port),
         ];
+        // Port 0 asks for any free port (the bound address is logged: `listening addr=…`).
         for (i, (a, pa)) in ports.iter().enumerate() {
-            if *pa == 0 {
-                bail!("{a} must be between 1 and 65535");
-            }
             for (b, pb) in &ports[i + 1..] {
-                if pa == pb {
+                if pa == pb && *pa != 0 {
                     bail!("{a} and {b} must differ (both are {pa})");
                 }
             }
@@ -283,6 +281,11 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("must differ"));
+        let any = Cli::try_parse_from(["weir", "--http-port", "0", "--healthz-port", "0"]).unwrap();
+        assert!(
+            any.sync_options().is_ok(),
+            "port 0 (any free port) may repeat"
+        );
         let dbs = Cli::try_parse_from(["weir", "--default-backend-service", "nons"]).unwrap();
         assert!(format!("{:#}", dbs.sync_options().unwrap_err()).contains("namespace/name"));
     }

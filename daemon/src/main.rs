@@ -127,8 +127,26 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "weir".into())
 }
 
+/// Bind a listener now, so that a taken port is a clear error before anything starts and port 0
+/// gets its real port; the socket is handed to Pingora as it is (see [`services::Prebound`]).
+fn bind(name: &'static str, addr: SocketAddr) -> anyhow::Result<services::BoundListener> {
+    let socket =
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let bound =
+        services::BoundListener::new(socket).with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(listener = %name, addr = %bound.addr(), "listening");
+    Ok(bound)
+}
+
 fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
-    let opts = cli.sync_options()?;
+    let mut opts = cli.sync_options()?;
+    let http_socket = bind("http", SocketAddr::new(cli.bind_address, cli.http_port))?;
+    let https_socket = bind("https", SocketAddr::new(cli.bind_address, cli.https_port))?;
+    let admin_socket = bind("admin", SocketAddr::new(cli.healthz_host, cli.healthz_port))?;
+    let (http_addr, https_addr, admin_addr) =
+        (http_socket.addr(), https_socket.addr(), admin_socket.addr());
+    // Redirects name the port actually bound (--https-port 0 picks one).
+    opts.https_port = https_addr.port();
     let source = match &cli.manifests {
         Some(dir) => Source::Files(dir.clone()),
         None => Source::Api(Box::new(kube_config(&cli)?)),
@@ -194,14 +212,6 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
         }
     };
 
-    let http_addr = SocketAddr::new(cli.bind_address, cli.http_port);
-    let https_addr = SocketAddr::new(cli.bind_address, cli.https_port);
-    let admin_addr = SocketAddr::new(cli.healthz_host, cli.healthz_port);
-    for addr in [http_addr, https_addr, admin_addr] {
-        // Pingora binds later, in its own threads; check now so a taken port is a clear error.
-        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-    }
-
     let threads = cli
         .worker_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -218,7 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
     let fallback_cert = TlsCert::fake();
     let listener = |name: &'static str,
                     tls: Option<pingora::listeners::tls::Acceptor>,
-                    addr: SocketAddr| {
+                    socket: services::BoundListener| {
         let mut app = pingora::proxy::http_proxy(
             &server.configuration,
             WeirProxy::new(handle.clone(), Some(proxy_metrics.clone())),
@@ -230,16 +240,16 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
         options.h2c = tls.is_none() && cli.enable_h2c;
         app.server_options = Some(options);
         let edge = EdgeApp::new(app, handle.clone(), tls, name, Some(edge_metrics.clone()));
-        let endpoint = edge.listener(&addr.to_string());
+        let endpoint = edge.listener(&socket.addr().to_string());
         let mut service = pingora::services::listening::Service::new(format!("weir {name}"), edge);
         service.add_listener(endpoint);
-        service
+        services::Prebound::new(service, socket)
     };
-    let http = listener("http", None, http_addr);
+    let http = listener("http", None, http_socket);
     let https = listener(
         "https",
         Some(tls_acceptor(&handle, &fallback_cert)),
-        https_addr,
+        https_socket,
     );
 
     let mut admin = pingora::services::listening::Service::new(
@@ -252,6 +262,7 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
     );
     admin.add_tcp(&admin_addr.to_string());
     admin.threads = Some(1);
+    let admin = services::Prebound::new(admin, admin_socket);
 
     tracing::info!(%http_addr, %admin_addr, source = %source, threads, "weir starting");
     server.add_service(http);

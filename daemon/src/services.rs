@@ -1,13 +1,15 @@
 //! Background services run by the Pingora server.
 
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_sync::sync::watch_manifest_dir;
 use k8s_sync::{ManifestDir, Syncer};
-use pingora::server::ShutdownWatch;
+use pingora::server::{ListenFds, RuntimeOpts, ShutdownWatch};
 use pingora::services::background::BackgroundService;
+use pingora::services::Service;
 
 /// How often the manifests folder is checked for changes.
 pub const MANIFEST_POLL: Duration = Duration::from_millis(500);
@@ -87,5 +89,99 @@ impl BackgroundService for ApiSync {
         ));
         k8s_sync::api::run(client, syncer, self.opts.clone(), rx, shutdown).await;
         let _ = election.await;
+    }
+}
+
+/// A listening TCP socket the daemon bound itself: a taken port fails before anything starts,
+/// and port 0 gets a free port whose number is known (and logged) before the server runs.
+pub struct BoundListener {
+    socket: std::net::TcpListener,
+    addr: SocketAddr,
+}
+
+impl BoundListener {
+    /// Take a bound, listening socket.
+    pub fn new(socket: std::net::TcpListener) -> std::io::Result<Self> {
+        // Pingora accepts on it from its async runtime: it must not block.
+        socket.set_nonblocking(true)?;
+        let addr = socket.local_addr()?;
+        Ok(BoundListener { socket, addr })
+    }
+
+    /// The address it is bound to (with the real port when 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// A Pingora service listening on sockets bound beforehand: when the service starts, each socket
+/// is put into the server's table of listening sockets under its address (the table Pingora
+/// fills with inherited sockets in a graceful upgrade), so Pingora listens on it instead of
+/// binding the address again. The service's endpoint must be added with the same address.
+pub struct Prebound<S> {
+    inner: S,
+    sockets: Vec<BoundListener>,
+}
+
+impl<S> Prebound<S> {
+    /// `inner` whose endpoint for `socket.addr()` uses `socket`.
+    pub fn new(inner: S, socket: BoundListener) -> Self {
+        Prebound {
+            inner,
+            sockets: vec![socket],
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Service> Service for Prebound<S> {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        match &fds {
+            Some(table) => {
+                let mut table = table.lock();
+                for b in self.sockets.drain(..) {
+                    table.add(
+                        b.addr.to_string(),
+                        std::os::fd::IntoRawFd::into_raw_fd(b.socket),
+                    );
+                }
+            }
+            None => {
+                // Never the case on Unix; Pingora then binds the same addresses itself.
+                tracing::warn!(
+                    service = self.inner.name(),
+                    "no listening socket table; binding again"
+                );
+                self.sockets.clear();
+            }
+        }
+        self.inner
+            .start_service(fds, shutdown, listeners_per_fd)
+            .await;
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.inner.threads()
+    }
+
+    fn runtime_opts_override(&self, global: &RuntimeOpts) -> Option<RuntimeOpts> {
+        self.inner.runtime_opts_override(global)
+    }
+
+    fn on_startup_delay(&self, time_waited: Duration) {
+        self.inner.on_startup_delay(time_waited);
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        self.inner.listen_addresses()
     }
 }

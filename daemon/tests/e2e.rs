@@ -840,3 +840,32 @@ fn websocket_upgrades_pass_through() {
         Some(1.0)
     );
 }
+
+#[test]
+fn metrics_lookups_read_the_exposition_format_strictly() {
+    let text = r#"# HELP req Requests.
+# TYPE req counter
+req{path="/a,b=c",host="x"} 2
+req{path="/q\"uote\\d",host="y"} 3
+# HELP lat Latency.
+# TYPE lat histogram
+lat_bucket{le="0.5"} 1
+lat_bucket{le="+Inf"} 4
+lat_sum 1.5
+lat_count 4
+"#;
+    let m = Metrics(text.to_string());
+    assert_eq!(m.value("req", &[("path", "/a,b=c")]), Some(2.0));
+    assert_eq!(m.value("req", &[("path", "/q\"uote\\d")]), Some(3.0));
+    assert_eq!(m.value("req", &[]), Some(5.0), "value() sums what matches");
+    assert_eq!(m.value("req", &[("host", "z")]), None);
+    assert_eq!(m.value("lat_count", &[]), Some(4.0));
+    assert_eq!(m.value("lat_bucket", &[("le", "+Inf")]), Some(4.0));
+    assert_eq!(m.single("req", &[("host", "y")]), Some(3.0));
+    let many = std::panic::catch_unwind(|| Metrics(text.to_string()).single("req", &[]));
+    assert!(many.is_err(), "single() refuses an ambiguous lookup");
+    // One broken line is an error, not a missing series.
+    let broken = format!("{text}req{{path=\"/c\" 1\n");
+    let r = std::panic::catch_unwind(|| Metrics(broken).value("lat_count", &[]));
+    assert!(r.is_err(), "malformed exposition text must fail the lookup");
+}

@@ -9,21 +9,19 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A loopback address nothing listens on.
+/// A loopback address nothing listens on, that stays so for the rest of the test process: the
+/// port is held by a socket that is bound but never listens (connections to it are refused, and
+/// neither the kernel nor another test can hand the port out again).
 pub fn closed_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    static HELD: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = socket.local_addr().unwrap();
+    HELD.lock().unwrap_or_else(|p| p.into_inner()).push(socket);
+    addr
 }
 
 /// Poll `f` until it returns `Some`, or panic after `deadline` with `what`.
@@ -218,20 +216,24 @@ impl Weir {
         Self::spawn_env(source, extra, &[])
     }
 
-    /// Start with source flags, extra flags and environment, without waiting.
+    /// Start with source flags, extra flags and environment; returns once weir has logged the
+    /// addresses of its listeners (or has exited), without waiting for readiness. Every listener
+    /// binds port 0 (a free port chosen by the kernel) unless `extra` names a port.
     pub fn spawn_env(source: &[&std::ffi::OsStr], extra: &[&str], env: &[(&str, &str)]) -> Weir {
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("weir.log");
         let logfile = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(source)
             .args(["--bind-address", "127.0.0.1", "--healthz-host", "127.0.0.1"])
-            .args(["--http-port", &http.port().to_string()])
-            .args(["--healthz-port", &admin.port().to_string()])
-            .args(["--https-port", &https.port().to_string()])
+            .args([
+                "--http-port",
+                "0",
+                "--https-port",
+                "0",
+                "--healthz-port",
+                "0",
+            ])
             .args(["--worker-threads", "2", "--worker-shutdown-timeout", "1"])
             .args(extra)
             .env("RUST_LOG", "info")
@@ -241,13 +243,43 @@ impl Weir {
             .stderr(logfile)
             .spawn()
             .expect("weir binary starts");
-        Weir {
+        let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut w = Weir {
             child,
-            http,
-            admin,
-            https,
+            http: unbound,
+            admin: unbound,
+            https: unbound,
             log,
             _logdir: logdir,
+        };
+        w.wait_bound();
+        w
+    }
+
+    /// Wait until weir logged `listening listener=NAME addr=ADDR` for its three listeners, and
+    /// take the addresses; a weir that exits first keeps port 0 (see [`Weir::wait_exit`]).
+    fn wait_bound(&mut self) {
+        let deadline = Duration::from_secs(30);
+        let end = Instant::now() + deadline;
+        loop {
+            let found = listening_addresses(&self.log());
+            let get = |name: &str| found.iter().find(|(n, _)| n == name).map(|(_, a)| *a);
+            if let (Some(http), Some(https), Some(admin)) =
+                (get("http"), get("https"), get("admin"))
+            {
+                (self.http, self.https, self.admin) = (http, https, admin);
+                return;
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "weir logged no listening addresses within {deadline:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -321,6 +353,22 @@ impl Weir {
         });
         (status, self.log())
     }
+}
+
+/// The `(listener, address)` pairs of weir's `listening listener=NAME addr=ADDR` log lines.
+pub fn listening_addresses(log: &str) -> Vec<(String, SocketAddr)> {
+    log.lines()
+        .filter(|l| l.contains(" listening "))
+        .filter_map(|l| {
+            let field = |key: &str| {
+                l.split_whitespace()
+                    .find_map(|t| t.strip_prefix(key))
+                    .map(str::to_string)
+            };
+            let addr = field("addr=")?.parse().ok()?;
+            Some((field("listener=")?, addr))
+        })
+        .collect()
 }
 
 impl Drop for Weir {
@@ -423,32 +471,103 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
     })
 }
 
-/// Prometheus text exposition, with a lookup by name and labels.
+/// Prometheus text exposition as served on `/metrics`. Lookups parse it with a strict parser of
+/// the text format: output that is not valid exposition text fails the test, it is never read as
+/// "no such series".
 pub struct Metrics(pub String);
 
+/// One sample line of an exposition: full sample name (`…_bucket`, `…_sum`, `…_count` for
+/// histograms), labels (unescaped) and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The sample's name as written on its line.
+    pub name: String,
+    /// Label names and values.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The value.
+    pub value: f64,
+}
+
+impl Sample {
+    /// Whether the sample has all of `labels` (and maybe more).
+    pub fn has(&self, labels: &[(&str, &str)]) -> bool {
+        labels
+            .iter()
+            .all(|(k, v)| self.labels.get(*k).map(String::as_str) == Some(*v))
+    }
+}
+
+/// A label value as written in the text format, unescaped (`\\`, `\"`, `\n`).
+fn unescape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 impl Metrics {
-    /// Sum of the samples named `name` whose labels include all of `labels`.
-    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let mut found = None;
-        for line in self.0.lines().filter(|l| !l.starts_with('#')) {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (n, lbls) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            if n != name {
-                continue;
-            }
-            let pairs: Vec<(&str, &str)> = lbls
-                .split("\",")
-                .filter_map(|p| p.split_once("=\""))
-                .map(|(k, v)| (k.trim_start_matches(','), v.trim_end_matches('"')))
-                .collect();
-            if labels.iter().all(|l| pairs.contains(l)) {
-                *found.get_or_insert(0.0) += value.parse::<f64>().ok()?;
+    /// Every sample; panics (showing the text) when the exposition does not parse.
+    pub fn samples(&self) -> Vec<Sample> {
+        use prom_text_format_parser::{Scrape, Type, ValueType};
+        let scrape = Scrape::parse(&self.0)
+            .unwrap_or_else(|e| panic!("/metrics is not valid exposition text: {e:?}\n{}", self.0));
+        let mut out = Vec::new();
+        for metric in scrape.metrics {
+            for sample in metric.samples {
+                let suffix = match (metric.kind, sample.value.value_type) {
+                    (_, ValueType::Sum) => "_sum",
+                    (_, ValueType::Count) => "_count",
+                    (Type::Histogram, ValueType::Sample) => "_bucket",
+                    _ => "",
+                };
+                out.push(Sample {
+                    name: format!("{}{suffix}", metric.name),
+                    labels: sample
+                        .labels
+                        .iter()
+                        .map(|l| (l.key.clone(), unescape_label(&l.value)))
+                        .collect(),
+                    value: sample.value.value.as_f64(),
+                });
             }
         }
-        found
+        out
+    }
+
+    /// The samples named `name` that have all of `labels`.
+    pub fn series(&self, name: &str, labels: &[(&str, &str)]) -> Vec<Sample> {
+        self.samples()
+            .into_iter()
+            .filter(|s| s.name == name && s.has(labels))
+            .collect()
+    }
+
+    /// Sum of the samples named `name` whose labels include all of `labels` (None: no sample).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found = self.series(name, labels);
+        (!found.is_empty()).then(|| found.iter().map(|s| s.value).sum())
+    }
+
+    /// The value of the one sample named `name` with all of `labels`; panics when several match
+    /// (a lookup that should name more labels), None when none does.
+    pub fn single(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found = self.series(name, labels);
+        assert!(
+            found.len() <= 1,
+            "{name} {labels:?} matches {} series: {found:?}",
+            found.len()
+        );
+        found.first().map(|s| s.value)
     }
 }
 

@@ -113,20 +113,24 @@ impl TestEnv {
         self.kubectl_in(&["apply", "-f", "-"], Some(yaml));
     }
 
-    /// Set a Service's load-balancer address, as a cloud controller would.
+    /// Set a Service's load-balancer address, as a cloud controller would: a PUT of the
+    /// Service to its `/status` subresource (`kubectl patch --subresource` needs kubectl 1.24;
+    /// Debian bookworm's kubernetes-client is 1.20).
     pub fn set_lb_address(&self, ns: &str, name: &str, ip: &str) {
-        let patch = format!(r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{ip}"}}]}}}}}}"#);
-        self.kubectl(&[
-            "-n",
-            ns,
-            "patch",
-            "service",
-            name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &patch,
-        ]);
+        let mut svc: serde_json::Value =
+            serde_json::from_str(&self.kubectl(&["-n", ns, "get", "service", name, "-o", "json"]))
+                .expect("kubectl get -o json prints JSON");
+        svc["status"] = serde_json::json!({"loadBalancer": {"ingress": [{"ip": ip}]}});
+        self.kubectl_in(
+            &[
+                "replace",
+                "--raw",
+                &format!("/api/v1/namespaces/{ns}/services/{name}/status"),
+                "-f",
+                "-",
+            ],
+            Some(&svc.to_string()),
+        );
     }
 
     fn pid_of(&self, name: &str) -> Option<u32> {
