@@ -3,7 +3,8 @@
 //! Each round of [`crate::Syncer::apply`] hands the [`Reporter`] every current finding (rejected
 //! objects, warnings, unreadable files, unusable ConfigMap options). A finding is logged and
 //! counted once, when it first appears, and stays quiet while it lasts; the new ones are returned
-//! so API mode can record them as Events. A rejected Ingress that becomes valid again is logged.
+//! so API mode can record them as Events. An Ingress no longer rejected (fixed, or deleted) is
+//! logged.
 
 use std::collections::HashSet;
 
@@ -95,7 +96,7 @@ impl Reporter {
                         && matches!(f.kind, FindingKind::IngressRejected { .. })
                 })
             {
-                tracing::info!(ingress = %gone.subject, "Ingress is valid again");
+                tracing::info!(ingress = %gone.subject, "Ingress no longer rejected");
             }
         }
         self.current = current;
