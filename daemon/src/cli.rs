@@ -9,7 +9,16 @@ use k8s_sync::{ObjectRef, SyncOptions};
 
 /// Weir: a Kubernetes ingress controller on a Pingora data plane, a drop-in for ingress-nginx.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "weir", version, about, long_about = None, args_override_self = true)]
+#[command(
+    name = "weir",
+    version,
+    about,
+    long_about = None,
+    args_override_self = true,
+    after_help = "The container's preStop hook: `weir wait-shutdown` (or a link to weir named \
+                  `wait-shutdown`) sends SIGTERM to the weir in the container and waits until it \
+                  has exited; see `weir wait-shutdown --help`."
+)]
 pub struct Cli {
     /// Read Kubernetes manifests (Ingress, Service, EndpointSlice, IngressClass, ...) from this
     /// folder instead of the API server, and apply changes to it without a restart.

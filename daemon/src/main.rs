@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod services;
 mod shutdown;
+mod wait_shutdown;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,6 +27,9 @@ use crate::cli::Cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    if let Some(args) = wait_shutdown::invoked() {
+        return wait_shutdown::main(args);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbosity);
     match run(cli) {

@@ -1,11 +1,14 @@
 //! Shutdown as ingress-nginx does it, on the real binary: SIGTERM turns `/healthz` to 503 while
 //! Weir keeps serving for `--shutdown-grace-period`, then the listeners close, requests in flight
-//! finish (for up to `--worker-shutdown-timeout`), the Lease is released, and Weir exits 0.
+//! finish (for up to `--worker-shutdown-timeout`), the Lease is released, and Weir exits 0. Also
+//! `wait-shutdown`, the preStop hook.
 
 mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -346,4 +349,55 @@ fn sigterm_releases_the_lease_and_another_replica_takes_over_at_once() {
         "jsonpath={.spec.holderIdentity}",
     ]);
     assert_eq!(holder, "weir-1");
+}
+
+/// A copy of the `weir` binary in `dir` with a `wait-shutdown` link to it, as in the image: the
+/// copy's path is this test's alone, so `wait-shutdown` finds no weir of another test.
+fn copy_binary(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let weir = dir.join("weir");
+    std::fs::copy(env!("CARGO_BIN_EXE_weir"), &weir).unwrap();
+    let link = dir.join("wait-shutdown");
+    std::os::unix::fs::symlink(&weir, &link).unwrap();
+    (weir, link)
+}
+
+#[test]
+fn wait_shutdown_stops_weir_and_returns_once_it_has_exited() {
+    let bin = tempfile::tempdir().unwrap();
+    let (weir, wait_shutdown) = copy_binary(bin.path());
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    let mut w = Weir::spawn_bin(
+        &weir,
+        &["--manifests".as_ref(), m.path().as_os_str()],
+        &["--shutdown-grace-period", "1"],
+        &[],
+    );
+    w.wait_ready();
+
+    let started = Instant::now();
+    let out = Command::new(&wait_shutdown).output().unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", w.log());
+    assert!(
+        stderr.contains(&format!("sent SIGTERM to weir (pid {})", w.pid())),
+        "{stderr}"
+    );
+    // It waited for the drain (the 1 s grace period) and for the exit.
+    assert!(took >= Duration::from_secs(1), "returned after {took:?}");
+    let status = w
+        .try_exit()
+        .expect("weir had exited when wait-shutdown returned");
+    assert!(status.success(), "{status}\n{}", w.log());
+    assert!(w.log().contains("signal=\"SIGTERM\""), "{}", w.log());
+
+    // The subcommand form, with nothing left to stop: it says so and fails.
+    let out = Command::new(&weir)
+        .args(["wait-shutdown", "--timeout", "5"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no running weir controller"), "{stderr}");
 }
