@@ -92,6 +92,7 @@ impl Drain {
         if first == "SIGQUIT" {
             tracing::warn!("SIGQUIT: shutting down at once");
             self.draining.store(true, Ordering::Release);
+            self.stop_listeners();
             self.stop_sync(FAST_SYNC_STOP_TIMEOUT).await;
             return ShutdownSignal::FastShutdown;
         }
@@ -107,7 +108,7 @@ impl Drain {
                 worker_shutdown_timeout_s = self.timeout.as_secs(),
                 "grace period over: listeners stop accepting; waiting for requests in flight"
             );
-            let _ = self.listeners.send(true);
+            self.stop_listeners();
             if tokio::time::timeout(self.timeout, self.listeners.closed())
                 .await
                 .is_ok()
@@ -124,7 +125,7 @@ impl Drain {
                 false
             }
         };
-        let _ = self.listeners.send(true);
+        self.stop_listeners();
         self.stop_sync(if graceful {
             SYNC_STOP_TIMEOUT
         } else {
@@ -137,6 +138,12 @@ impl Drain {
         } else {
             ShutdownSignal::FastShutdown
         }
+    }
+
+    /// Tell the proxy listeners to stop. Also before a fast exit: Pingora's accept loops log an
+    /// error when their watch closes (the drain is dropped) without having said so.
+    fn stop_listeners(&self) {
+        self.listeners.send_replace(true);
     }
 
     /// Stop the configuration source and wait (at most `limit`) until it has, Lease released.

@@ -278,6 +278,7 @@ fn a_second_sigterm_skips_the_drain() {
     assert!(status.success(), "exit status {status}:\n{log}");
     assert!(second.elapsed() < Duration::from_secs(3));
     assert!(log.contains("second signal"), "{log}");
+    assert!(!log.contains("shutdown_signal error"), "{log}");
 }
 
 fn namespace(name: &str) -> String {
