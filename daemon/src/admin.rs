@@ -1,6 +1,8 @@
 //! The health and metrics listener: `/healthz` for the load balancer, `/metrics` for Prometheus.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +20,9 @@ pub struct AdminApp {
     pub proxy_addr: SocketAddr,
     /// The registry every metric is registered in.
     pub registry: Registry,
+    /// Set on SIGTERM: from then on `/healthz` answers 503, so the load balancer and the
+    /// kubelet take the pod out while it still serves (see [`crate::shutdown`]).
+    pub draining: Arc<AtomicBool>,
 }
 
 /// Where to connect to reach a listener bound to `bind` (the unspecified address → loopback).
@@ -47,6 +52,13 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         match session.req_header().uri.path() {
             "/healthz" => {
+                if self.draining.load(Ordering::Acquire) {
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        b"shutting down".to_vec(),
+                    );
+                }
                 if !self.snapshot.is_ready() {
                     return text(
                         StatusCode::SERVICE_UNAVAILABLE,

@@ -9,7 +9,16 @@ use k8s_sync::{ObjectRef, SyncOptions};
 
 /// Weir: a Kubernetes ingress controller on a Pingora data plane, a drop-in for ingress-nginx.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "weir", version, about, long_about = None, args_override_self = true)]
+#[command(
+    name = "weir",
+    version,
+    about,
+    long_about = None,
+    args_override_self = true,
+    after_help = "The container's preStop hook: `weir wait-shutdown` (or a link to weir named \
+                  `wait-shutdown`) sends SIGTERM to the weir in the container and waits until it \
+                  has exited; see `weir wait-shutdown --help`."
+)]
 pub struct Cli {
     /// Read Kubernetes manifests (Ingress, Service, EndpointSlice, IngressClass, ...) from this
     /// folder instead of the API server, and apply changes to it without a restart.
@@ -110,12 +119,13 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub worker_threads: Option<usize>,
 
-    /// Seconds to wait after SIGTERM before the final shutdown step. Listeners stop accepting at
-    /// once (unlike ingress-nginx, which keeps serving during this period); requests in flight go on.
+    /// Seconds after SIGTERM during which Weir keeps accepting and serving while /healthz
+    /// answers 503 (time for the load balancer to take the node out); then listeners stop.
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     pub shutdown_grace_period: u64,
 
-    /// Seconds the final shutdown step gives requests still in flight.
+    /// Seconds requests in flight get to finish once the listeners have stopped; what is still
+    /// open then is closed and Weir exits.
     #[arg(long, default_value_t = 240, value_name = "SECONDS")]
     pub worker_shutdown_timeout: u64,
 

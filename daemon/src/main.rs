@@ -4,6 +4,8 @@
 mod admin;
 mod cli;
 mod services;
+mod shutdown;
+mod wait_shutdown;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +27,9 @@ use crate::cli::Cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    if let Some(args) = wait_shutdown::invoked() {
+        return wait_shutdown::main(args);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbosity);
     match run(cli) {
@@ -152,6 +157,10 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
         None => Source::Api(Box::new(kube_config(&cli)?)),
     };
 
+    let drain = shutdown::Drain::new(
+        std::time::Duration::from_secs(cli.shutdown_grace_period),
+        std::time::Duration::from_secs(cli.worker_shutdown_timeout),
+    );
     let registry = prometheus::Registry::new();
     let labels = const_labels(&cli);
     let proxy_metrics =
@@ -168,7 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
             syncer.apply(&scan.objects, &scan.errors);
             Box::new(pingora::services::background::background_service(
                 "weir manifests",
-                services::ManifestWatcher::new(manifests, syncer),
+                drain.sync_service(services::ManifestWatcher::new(manifests, syncer)),
             ))
         }
         Source::Api(config) => {
@@ -196,7 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
                 .context("registering metrics")?;
             Box::new(pingora::services::background::background_service(
                 "weir kubernetes",
-                services::ApiSync::new(
+                drain.sync_service(services::ApiSync::new(
                     (**config).clone(),
                     syncer,
                     api_opts,
@@ -207,7 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
                         cli.election_ttl,
                     ),
                     Some(leader_metric),
-                ),
+                )),
             ))
         }
     };
@@ -215,10 +224,13 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
     let threads = cli
         .worker_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // The grace period and the wait for requests in flight happen in `drain` (Weir's
+    // ShutdownSignalWatch), before Pingora shuts down; Pingora's own steps then take no time
+    // (its runtime shutdown drops the tasks still running, it never waits for them).
     let conf = ServerConf {
         threads,
-        grace_period_seconds: Some(cli.shutdown_grace_period),
-        graceful_shutdown_timeout_seconds: Some(cli.worker_shutdown_timeout),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..Default::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -243,7 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
         let endpoint = edge.listener(&socket.addr().to_string());
         let mut service = pingora::services::listening::Service::new(format!("weir {name}"), edge);
         service.add_listener(endpoint);
-        services::Prebound::new(service, socket)
+        services::Prebound::new(service, socket).stopped_by(drain.listeners_watch())
     };
     let http = listener("http", None, http_socket);
     let https = listener(
@@ -258,6 +270,7 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
             snapshot: handle,
             proxy_addr: admin::local_target(http_addr),
             registry,
+            draining: drain.draining(),
         },
     );
     admin.add_tcp(&admin_addr.to_string());
@@ -269,5 +282,8 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
     server.add_service(https);
     server.add_service(admin);
     server.add_boxed_service(sync_service);
-    server.run_forever()
+    server.run(pingora::server::RunArgs {
+        shutdown_signal: Box::new(drain),
+    });
+    std::process::exit(0)
 }

@@ -121,6 +121,7 @@ impl BoundListener {
 pub struct Prebound<S> {
     inner: S,
     sockets: Vec<BoundListener>,
+    shutdown: Option<ShutdownWatch>,
 }
 
 impl<S> Prebound<S> {
@@ -129,7 +130,16 @@ impl<S> Prebound<S> {
         Prebound {
             inner,
             sockets: vec![socket],
+            shutdown: None,
         }
+    }
+
+    /// Stop when `shutdown` turns true rather than when Pingora shuts down: the proxy listeners
+    /// stop when the drain says so (see [`crate::shutdown`]), the admin listener with Pingora.
+    /// The watch also reaches every connection: keep-alive ends, HTTP/2 gets a GOAWAY.
+    pub fn stopped_by(mut self, shutdown: ShutdownWatch) -> Self {
+        self.shutdown = Some(shutdown);
+        self
     }
 }
 
@@ -160,6 +170,8 @@ impl<S: Service> Service for Prebound<S> {
                 self.sockets.clear();
             }
         }
+        // Taken, not cloned: the drain waits for every copy of its watch to be dropped.
+        let shutdown = self.shutdown.take().unwrap_or(shutdown);
         self.inner
             .start_service(fds, shutdown, listeners_per_fd)
             .await;

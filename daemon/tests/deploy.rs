@@ -500,4 +500,21 @@ fn deployment_uses_real_flags_and_matches_the_other_objects() {
     let http: i32 = value("--http-port").unwrap().parse().unwrap();
     let https: i32 = value("--https-port").unwrap().parse().unwrap();
     assert_eq!(ports, BTreeSet::from([http, https, healthz_port]));
+
+    // Shutdown: the preStop hook runs /wait-shutdown, and the pod's termination grace period
+    // covers the grace period, the wait for requests in flight and the Lease release.
+    let pre_stop = c
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.exec.as_ref())
+        .and_then(|e| e.command.clone());
+    assert_eq!(pre_stop, Some(vec!["/wait-shutdown".to_string()]));
+    let secs = |flag: &str| -> i64 { value(flag).unwrap().parse().unwrap() };
+    let needed = secs("--shutdown-grace-period") + secs("--worker-shutdown-timeout") + 5;
+    let period = pod.termination_grace_period_seconds.unwrap_or(30);
+    assert!(
+        period >= needed,
+        "terminationGracePeriodSeconds {period} < {needed} needed to shut down"
+    );
 }

@@ -161,7 +161,20 @@ where
         let mut io = if proxy_protocol || self.tls.is_some() {
             // Boxed apart: the handshake state is large and would otherwise stay allocated for
             // the whole life of every keep-alive connection.
-            Box::pin(self.prepare(io, proxy_protocol)).await?
+            let prepare = Box::pin(self.prepare(io, proxy_protocol));
+            // A connection still in its handshake when the listener stops has no request yet:
+            // it is closed like an idle keep-alive connection, not waited for.
+            let mut shutdown = shutdown.clone();
+            let stopping = async move {
+                if shutdown.wait_for(|stopping| *stopping).await.is_err() {
+                    // No one left to say so: never.
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                io = prepare => io?,
+                () = stopping => return None,
+            }
         } else {
             io
         };

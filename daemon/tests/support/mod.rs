@@ -172,7 +172,7 @@ impl Weir {
     }
 
     /// Wait until /healthz answers 200 (panics with the log if weir exits first).
-    fn wait_ready(&mut self) {
+    pub fn wait_ready(&mut self) {
         let admin = self.admin;
         poll(
             Duration::from_secs(30),
@@ -220,10 +220,20 @@ impl Weir {
     /// addresses of its listeners (or has exited), without waiting for readiness. Every listener
     /// binds port 0 (a free port chosen by the kernel) unless `extra` names a port.
     pub fn spawn_env(source: &[&std::ffi::OsStr], extra: &[&str], env: &[(&str, &str)]) -> Weir {
+        Self::spawn_bin(env!("CARGO_BIN_EXE_weir").as_ref(), source, extra, env)
+    }
+
+    /// [`Weir::spawn_env`] with the `weir` binary at `bin` (a copy, say).
+    pub fn spawn_bin(
+        bin: &Path,
+        source: &[&std::ffi::OsStr],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Weir {
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("weir.log");
         let logfile = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        let child = Command::new(bin)
             .args(source)
             .args(["--bind-address", "127.0.0.1", "--healthz-host", "127.0.0.1"])
             .args([
@@ -288,6 +298,21 @@ impl Weir {
         self.child.id()
     }
 
+    /// Send `signal` (`"TERM"`, `"INT"`, `"QUIT"`, ...) with `kill`.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} {}", self.pid());
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     /// Kill the process at once (SIGKILL), as a crashed node would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -347,11 +372,25 @@ impl Weir {
 
 impl Weir {
     /// Wait for the process to exit (it must exit by itself within 10 s).
-    pub fn wait_exit(mut self) -> (std::process::ExitStatus, String) {
-        let status = poll(Duration::from_secs(10), "weir to exit", || {
-            self.child.try_wait().ok().flatten()
-        });
-        (status, self.log())
+    pub fn wait_exit(self) -> (std::process::ExitStatus, String) {
+        self.wait_exit_within(Duration::from_secs(10))
+    }
+
+    /// Wait for the process to exit by itself within `deadline` (panics with the log if not).
+    pub fn wait_exit_within(mut self, deadline: Duration) -> (std::process::ExitStatus, String) {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log());
+            }
+            if Instant::now() > end {
+                panic!(
+                    "weir did not exit within {deadline:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

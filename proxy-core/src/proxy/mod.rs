@@ -319,10 +319,15 @@ impl ProxyHttp for WeirProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if session.is_process_shutting_down() {
+            // Listeners have stopped: a request that was in flight ends its connection
+            // (`Connection: close`), as nginx does in a graceful quit.
+            session.set_keepalive(None);
+        }
         if ctx.scheme == "https" {
             if let Some(snapshot) = &ctx.snapshot {
                 if let (true, Some(hsts)) = (
