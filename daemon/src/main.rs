@@ -158,6 +158,8 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
         ProxyMetrics::register(&registry, &labels).context("registering metrics")?;
     let sync_metrics = SyncMetrics::register(&registry, &labels).context("registering metrics")?;
 
+    // API mode: SIGTERM has the leader release its Lease first.
+    let (release_before_stop, step_down) = services::release_before_stop();
     let handle = SnapshotHandle::new();
     let syncer = Syncer::new(opts.clone(), handle.clone(), Some(sync_metrics));
     let sync_service: Box<dyn pingora::services::ServiceWithDependents> = match &source {
@@ -207,6 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
                         cli.election_ttl,
                     ),
                     Some(leader_metric),
+                    step_down,
                 ),
             ))
         }
@@ -269,5 +272,12 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
     server.add_service(https);
     server.add_service(admin);
     server.add_boxed_service(sync_service);
-    server.run_forever()
+    let run_args = match source {
+        Source::Api(_) => pingora::server::RunArgs {
+            shutdown_signal: Box::new(release_before_stop),
+        },
+        Source::Files(_) => pingora::server::RunArgs::default(),
+    };
+    server.run(run_args);
+    std::process::exit(0)
 }

@@ -41,10 +41,62 @@ impl BackgroundService for ManifestWatcher {
 /// API mode: connects to the API server, takes part in leader election, watches and syncs.
 pub struct ApiSync {
     config: kube::Config,
-    state: Mutex<Option<Syncer>>,
+    state: Mutex<Option<(Syncer, StepDown)>>,
     opts: k8s_sync::api::ApiOptions,
     leader: k8s_sync::leader::LeaderConfig,
     leader_metric: Option<prometheus::IntGaugeVec>,
+}
+
+/// The election's side of [`ReleaseBeforeStop`]: asked to step down, it leaves the election
+/// (releasing the Lease if it holds it) and says when that is done.
+pub struct StepDown {
+    asked: tokio::sync::watch::Receiver<bool>,
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+/// On SIGTERM, has the leader release its Lease before Pingora is told to stop: Pingora stops
+/// the services' runtimes right after its shutdown broadcast (at once with the default
+/// `--shutdown-grace-period 0`), cancelling a release started then. Other signals, and SIGTERM
+/// outside API mode, go straight to Pingora.
+pub struct ReleaseBeforeStop {
+    ask: tokio::sync::watch::Sender<bool>,
+    done: tokio::sync::watch::Receiver<bool>,
+}
+
+/// How long SIGTERM waits for the Lease to be released before stopping anyway.
+pub const RELEASE_WAIT: Duration = Duration::from_secs(2);
+
+/// A connected pair: the signal watcher for the server, the step-down for [`ApiSync`].
+pub fn release_before_stop() -> (ReleaseBeforeStop, StepDown) {
+    let (ask, asked) = tokio::sync::watch::channel(false);
+    let (done_tx, done) = tokio::sync::watch::channel(false);
+    (
+        ReleaseBeforeStop { ask, done },
+        StepDown {
+            asked,
+            done: done_tx,
+        },
+    )
+}
+
+#[async_trait]
+impl pingora::server::ShutdownSignalWatch for ReleaseBeforeStop {
+    async fn recv(&self) -> pingora::server::ShutdownSignal {
+        let signal = pingora::server::UnixShutdownSignalWatch.recv().await;
+        if matches!(signal, pingora::server::ShutdownSignal::GracefulTerminate) {
+            let _ = self.ask.send(true);
+            let mut done = self.done.clone();
+            if tokio::time::timeout(RELEASE_WAIT, done.wait_for(|d| *d))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "leader election did not stop within {RELEASE_WAIT:?}; stopping anyway"
+                );
+            }
+        }
+        signal
+    }
 }
 
 impl ApiSync {
@@ -55,10 +107,11 @@ impl ApiSync {
         opts: k8s_sync::api::ApiOptions,
         leader: k8s_sync::leader::LeaderConfig,
         leader_metric: Option<prometheus::IntGaugeVec>,
+        step_down: StepDown,
     ) -> Self {
         ApiSync {
             config,
-            state: Mutex::new(Some(syncer)),
+            state: Mutex::new(Some((syncer, step_down))),
             opts,
             leader,
             leader_metric,
@@ -69,7 +122,8 @@ impl ApiSync {
 #[async_trait]
 impl BackgroundService for ApiSync {
     async fn start(&self, shutdown: ShutdownWatch) {
-        let Some(syncer) = self.state.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        let Some((syncer, step_down)) = self.state.lock().unwrap_or_else(|p| p.into_inner()).take()
+        else {
             return;
         };
         let client = match kube::Client::try_from(self.config.clone()) {
@@ -80,13 +134,27 @@ impl BackgroundService for ApiSync {
             }
         };
         let (tx, rx) = tokio::sync::watch::channel(k8s_sync::leader::LeaderState::default());
-        let election = tokio::spawn(k8s_sync::leader::run(
-            client.clone(),
-            self.leader.clone(),
-            tx,
-            self.leader_metric.clone(),
-            shutdown.clone(),
-        ));
+        // The election stops on SIGTERM before the rest (see ReleaseBeforeStop), or with the rest.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (mut all, mut asked) = (shutdown.clone(), step_down.asked);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = all.changed() => {}
+                Ok(_) = asked.wait_for(|a| *a) => {}
+            }
+            let _ = stop_tx.send(true);
+        });
+        let election = tokio::spawn({
+            let (client, leader, metric) = (
+                client.clone(),
+                self.leader.clone(),
+                self.leader_metric.clone(),
+            );
+            async move {
+                k8s_sync::leader::run(client, leader, tx, metric, stop_rx).await;
+                let _ = step_down.done.send(true);
+            }
+        });
         k8s_sync::api::run(client, syncer, self.opts.clone(), rx, shutdown).await;
         let _ = election.await;
     }
