@@ -384,22 +384,7 @@ fn https_redirect_matrix_and_hsts() {
     });
 
     // HSTS on HTTPS responses of TLS hosts only.
-    let hsts = |host: &str| {
-        let out = curl(&[
-            "-sk",
-            "-D",
-            "-",
-            "-o",
-            "/dev/null",
-            "--resolve",
-            &format!("{host}:{}:127.0.0.1", w.https.port()),
-            &format!("https://{host}:{}/", w.https.port()),
-        ]);
-        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
-            l.strip_prefix("strict-transport-security: ")
-                .map(|v| v.trim().to_string())
-        })
-    };
+    let hsts = |host: &str| hsts_over_https(&w, host);
     assert_eq!(hsts("tls.test").as_deref(), Some("max-age=600"));
     assert_eq!(hsts("plain.test"), None);
     assert!(
@@ -408,6 +393,63 @@ fn https_redirect_matrix_and_hsts() {
             .is_none(),
         "not over plain HTTP"
     );
+}
+
+/// The Strict-Transport-Security header of an HTTPS GET of `host` / (curl, HTTP/2).
+fn hsts_over_https(w: &Weir, host: &str) -> Option<String> {
+    let out = curl(&[
+        "-sk",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "--resolve",
+        &format!("{host}:{}:127.0.0.1", w.https.port()),
+        &format!("https://{host}:{}/", w.https.port()),
+    ]);
+    let head = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        head.starts_with("HTTP/2 200"),
+        "{host}: {head}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    head.lines().find_map(|l| {
+        l.strip_prefix("strict-transport-security: ")
+            .map(|v| v.trim().to_string())
+    })
+}
+
+#[test]
+fn hsts_defaults_preload_and_off() {
+    let echo = EchoServer::start("echo").unwrap();
+    let m = Manifests::new();
+    base(&m, &echo);
+    let cert = TestCert::self_signed(&["sts.test"]);
+    m.write("secret.yaml", &tls_secret("ns", "c", &cert));
+    m.write("ing.yaml", &tls_ingress("sts", "sts.test", Some("c"), &[]));
+    m.write("config.yaml", &configmap("ns", "cfg", &[]));
+    let w = Weir::start(m.path(), &["--configmap", "ns/cfg"]);
+    assert_eq!(
+        hsts_over_https(&w, "sts.test").as_deref(),
+        Some("max-age=31536000; includeSubDomains"),
+        "the defaults"
+    );
+    m.write(
+        "config.yaml",
+        &configmap("ns", "cfg", &[("hsts-preload", "true")]),
+    );
+    w.poll(Duration::from_secs(3), "hsts-preload", || {
+        (hsts_over_https(&w, "sts.test").as_deref()
+            == Some("max-age=31536000; includeSubDomains; preload"))
+        .then_some(())
+    });
+    m.write(
+        "config.yaml",
+        &configmap("ns", "cfg", &[("hsts", "false"), ("hsts-preload", "true")]),
+    );
+    w.poll(Duration::from_secs(3), "hsts: \"false\"", || {
+        hsts_over_https(&w, "sts.test").is_none().then_some(())
+    });
 }
 
 fn proxy_config(extra: &[(&str, &str)]) -> String {

@@ -318,7 +318,7 @@ impl Weir {
     }
 
     /// Wait until /healthz answers 200 (panics with the log if weir exits first).
-    fn wait_ready(&mut self) {
+    pub fn wait_ready(&mut self) {
         let admin = self.admin;
         poll(
             Duration::from_secs(30),
@@ -594,6 +594,22 @@ pub fn get(
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("bad response: {:?}", String::from_utf8_lossy(&raw)),
+        )
+    })
+}
+
+/// Send `raw` (a whole request, body included, with `Connection: close`) on a new connection
+/// and read the response to the end.
+pub fn exchange(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.write_all(raw)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    parse_response(&out).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad response: {:?}", String::from_utf8_lossy(&out)),
         )
     })
 }
