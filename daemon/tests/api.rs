@@ -445,3 +445,158 @@ fn sigterm_releases_the_lease_so_another_replica_leads_at_once() {
     );
     assert_eq!(lease_holder(&env, "weir", "weir-leader"), names[follower]);
 }
+
+/// `status.loadBalancer.ingress` of an Ingress, as JSON (`null` when unset).
+fn lb_status(env: &TestEnv, ns: &str, name: &str) -> serde_json::Value {
+    let ing: serde_json::Value =
+        serde_json::from_str(&env.kubectl(&["-n", ns, "get", "ingress", name, "-o", "json"]))
+            .unwrap();
+    ing["status"]["loadBalancer"]["ingress"].clone()
+}
+
+const SLB: &str = "apiVersion: v1
+kind: Service
+metadata: {name: slb, namespace: infra}
+spec:
+  type: LoadBalancer
+  ports: [{name: http, port: 80}]
+";
+
+#[test]
+fn publish_status_address_wins_and_update_status_false_writes_nothing() {
+    let env = TestEnv::start();
+    let a = EchoServer::start("a").unwrap();
+    env.apply(
+        &[
+            namespace("infra"),
+            namespace("app"),
+            INGRESS_CLASS.to_string(),
+            SLB.to_string(),
+        ]
+        .join("---\n"),
+    );
+    env.set_lb_address("infra", "slb", "192.0.2.10");
+    env.apply(&service_slices("app", "s", &[&[a.addr()]]));
+    env.apply(&ingress("app", "one", &[("one.test", "Prefix", "/", "s")]));
+
+    // Static addresses (an IP and a host name, sorted) win over the publish Service's.
+    let w = Weir::start_api_as(
+        env.kubeconfig(),
+        "weir-0",
+        "infra",
+        &[
+            "--publish-status-address=lb.example.com,192.0.2.20",
+            "--publish-service=infra/slb",
+            "--election-id=first",
+        ],
+    );
+    let expected = serde_json::json!([{"ip": "192.0.2.20"}, {"hostname": "lb.example.com"}]);
+    w.poll(Duration::from_secs(10), "the static addresses", || {
+        (lb_status(&env, "app", "one") == expected).then_some(())
+    });
+    let (status, _) = w.terminate();
+    assert!(status.success());
+
+    // --update-status=false: a leader that writes nothing.
+    let w = Weir::start_api_as(
+        env.kubeconfig(),
+        "weir-1",
+        "infra",
+        &[
+            "--update-status=false",
+            "--publish-status-address=192.0.2.30",
+            "--election-id=second",
+        ],
+    );
+    w.poll(Duration::from_secs(10), "weir-1 to lead", || {
+        is_leader(&w, "second").then_some(())
+    });
+    env.apply(&ingress("app", "two", &[("two.test", "Prefix", "/", "s")]));
+    w.poll(Duration::from_secs(10), "two.test served", || {
+        (w.get("two.test", "/").status == 200).then_some(())
+    });
+    // One more change after it: the pass that served two.test (and would have written its
+    // status) is over.
+    env.apply(&ingress(
+        "app",
+        "three",
+        &[("three.test", "Prefix", "/", "s")],
+    ));
+    w.poll(Duration::from_secs(10), "three.test served", || {
+        (w.get("three.test", "/").status == 200).then_some(())
+    });
+    assert_eq!(lb_status(&env, "app", "two"), serde_json::Value::Null);
+    assert_eq!(
+        lb_status(&env, "app", "one"),
+        expected,
+        "status written before is left as it is"
+    );
+    assert!(!w.log().contains("updated Ingress status"), "{}", w.log());
+}
+
+#[test]
+fn watch_namespace_limits_ingresses_but_not_the_publish_service_or_configmap() {
+    let env = TestEnv::start();
+    let a = EchoServer::start("a").unwrap();
+    let b = EchoServer::start("b").unwrap();
+    env.apply(
+        &[
+            namespace("team"),
+            namespace("other"),
+            namespace("infra"),
+            INGRESS_CLASS.to_string(),
+            SLB.to_string(),
+            configmap("infra", "cfg", &[("proxy-read-timeout", "1")]),
+        ]
+        .join("---\n"),
+    );
+    env.set_lb_address("infra", "slb", "192.0.2.40");
+    for (ns, upstream) in [("team", a.addr()), ("other", b.addr())] {
+        env.apply(&service_slices(ns, "s", &[&[upstream]]));
+        env.apply(&ingress(
+            ns,
+            "i",
+            &[(&format!("{ns}.test"), "Prefix", "/", "s")],
+        ));
+    }
+    let w = Weir::start_api(
+        env.kubeconfig(),
+        &[
+            "--watch-namespace=team",
+            "--publish-service=infra/slb",
+            "--configmap=infra/cfg",
+        ],
+    );
+    assert_eq!(w.get("team.test", "/").server(), "a");
+    assert_eq!(
+        w.get("other.test", "/").status,
+        404,
+        "outside the namespace"
+    );
+
+    // The publish Service is read outside --watch-namespace; other namespaces are not written.
+    w.poll(Duration::from_secs(10), "team's Ingress status", || {
+        (lb_status(&env, "team", "i") == serde_json::json!([{"ip": "192.0.2.40"}])).then_some(())
+    });
+    assert_eq!(lb_status(&env, "other", "i"), serde_json::Value::Null);
+
+    // So is the ConfigMap, and its changes apply.
+    assert_eq!(w.get("team.test", "/?delay_ms=2500").status, 504);
+    env.apply(&configmap("infra", "cfg", &[("proxy-read-timeout", "10")]));
+    w.poll(Duration::from_secs(10), "the longer read timeout", || {
+        (w.get("team.test", "/?delay_ms=1500").status == 200).then_some(())
+    });
+
+    // Changes in another namespace are not seen (this one would send team.test/x to b).
+    env.apply(&ingress("other", "j", &[("team.test", "Exact", "/x", "s")]));
+    env.apply(&ingress("team", "k", &[("k.test", "Prefix", "/", "s")]));
+    w.poll(Duration::from_secs(10), "team's new Ingress", || {
+        (w.get("k.test", "/").status == 200).then_some(())
+    });
+    assert_eq!(w.get("team.test", "/x").server(), "a");
+    assert_eq!(
+        w.metrics().single("weir_ingresses_served", &[]),
+        Some(2.0),
+        "team/i and team/k only"
+    );
+}
