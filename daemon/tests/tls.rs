@@ -550,6 +550,16 @@ fn proxy_protocol_sets_the_client_address_for_upstreams_and_allow_lists() {
                 .then_some(())
         },
     );
+    // /healthz checks the listener with a connection of its own, which is not an error.
+    for _ in 0..3 {
+        assert_eq!(get(w.admin, "x", "/healthz", &[]).unwrap().status, 200);
+    }
+    assert_eq!(
+        w.metrics().value("weir_connection_errors_total", &[]),
+        Some(2.0),
+        "nothing else counted: {:?}",
+        w.metrics().series("weir_connection_errors_total", &[])
+    );
 
     // On the TLS listener the PROXY header comes before the handshake.
     let (mut s, _) = tls_connect(w.https, "pp.test", v1);
