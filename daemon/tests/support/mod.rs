@@ -296,10 +296,11 @@ spec:
     out
 }
 
-/// A running `weir` process.
+/// A running `weir` process. Its listeners bind port 0 (any free port) and the addresses are
+/// read from its log, so tests running in parallel cannot be given the same port.
 pub struct Weir {
     child: Child,
-    /// The HTTP listener.
+    /// The HTTP listener (port 0 if weir exited before binding).
     pub http: SocketAddr,
     /// The /healthz and /metrics listener.
     pub admin: SocketAddr,
@@ -334,7 +335,7 @@ impl Weir {
         );
     }
 
-    /// Start without waiting.
+    /// Start `weir --manifests dir` without waiting for readiness (see [`Weir::spawn_env`]).
     pub fn spawn(dir: &Path, extra: &[&str]) -> Weir {
         Self::spawn_with(&["--manifests".as_ref(), dir.as_os_str()], extra)
     }
@@ -357,7 +358,7 @@ impl Weir {
         w
     }
 
-    /// Start with the given source flags, without waiting.
+    /// Start with the given source flags, without waiting for readiness.
     pub fn spawn_with(source: &[&std::ffi::OsStr], extra: &[&str]) -> Weir {
         Self::spawn_env(source, extra, &[])
     }
