@@ -25,6 +25,9 @@ pub struct AdminApp {
     pub draining: Arc<AtomicBool>,
 }
 
+/// A PROXY protocol v2 header with the LOCAL command and no addresses (sent by health checks).
+const PROXY_V2_LOCAL: [u8; 16] = *b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+
 /// Where to connect to reach a listener bound to `bind` (the unspecified address → loopback).
 pub fn local_target(bind: SocketAddr) -> SocketAddr {
     match bind.ip() {
@@ -68,7 +71,16 @@ impl ServeHttp for AdminApp {
                 }
                 let connect = tokio::net::TcpStream::connect(self.proxy_addr);
                 match tokio::time::timeout(Duration::from_secs(1), connect).await {
-                    Ok(Ok(_)) => text(StatusCode::OK, "text/plain", b"ok".to_vec()),
+                    Ok(Ok(mut probe)) => {
+                        // With use-proxy-protocol the listener expects a header first; a PROXY
+                        // v2 LOCAL header (a health check's) keeps this probe from counting as
+                        // a connection error.
+                        if self.snapshot.load().server().proxy_protocol {
+                            use tokio::io::AsyncWriteExt;
+                            let _ = probe.write_all(&PROXY_V2_LOCAL).await;
+                        }
+                        text(StatusCode::OK, "text/plain", b"ok".to_vec())
+                    }
                     _ => text(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "text/plain",

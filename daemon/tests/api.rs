@@ -4,11 +4,10 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::testenv::TestEnv;
+use support::tls::*;
 use support::*;
 use weir_loadtest::echo::EchoServer;
 
@@ -36,21 +35,7 @@ fn routes_follow_api_objects_and_endpoint_changes() {
     );
 
     // Scale up: a second slice with another endpoint; traffic follows without errors.
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let load = {
-        let (http, stop, failures) = (w.http, stop.clone(), failures.clone());
-        std::thread::spawn(move || {
-            let mut n = 0;
-            while !stop.load(Ordering::SeqCst) {
-                if !matches!(get(http, "shop.test", "/", &[]), Ok(r) if r.status == 200) {
-                    failures.fetch_add(1, Ordering::SeqCst);
-                }
-                n += 1;
-            }
-            n
-        })
-    };
+    let load = Load::start(w.http, "shop.test", "/", 200);
     env.apply(&service_slices("shop", "web", &[&[a.addr()], &[b.addr()]]));
     poll(Duration::from_secs(5), "traffic to reach b", || {
         (w.get("shop.test", "/").server() == "b").then_some(())
@@ -62,14 +47,7 @@ fn routes_follow_api_objects_and_endpoint_changes() {
             .all(|_| w.get("shop.test", "/").server() == "b")
             .then_some(())
     });
-    stop.store(true, Ordering::SeqCst);
-    let sent = load.join().unwrap();
-    assert!(sent > 0);
-    assert_eq!(
-        failures.load(Ordering::SeqCst),
-        0,
-        "failed requests while endpoints changed"
-    );
+    load.finish(1);
 
     // Delete the Ingress: 404.
     env.kubectl(&["-n", "shop", "delete", "ingress", "web"]);
@@ -84,10 +62,16 @@ fn ingress_class_semantics_in_api_mode() {
     let a = EchoServer::start("a").unwrap();
     env.apply(&[namespace("ns"), INGRESS_CLASS.to_string()].join("---\n"));
     env.apply(&service_slices("ns", "s", &[&[a.addr()]]));
-    let other = ingress("ns", "other", &[("other.test", "Prefix", "/", "s")])
-        .replace("ingressClassName: nginx", "ingressClassName: haproxy");
-    let unclassed = ingress("ns", "none", &[("none.test", "Prefix", "/", "s")])
-        .replace("  ingressClassName: nginx\n", "");
+    let other = edit(
+        &ingress("ns", "other", &[("other.test", "Prefix", "/", "s")]),
+        "ingressClassName: nginx",
+        "ingressClassName: haproxy",
+    );
+    let unclassed = edit(
+        &ingress("ns", "none", &[("none.test", "Prefix", "/", "s")]),
+        "  ingressClassName: nginx\n",
+        "",
+    );
     let ours = ingress("ns", "ours", &[("ours.test", "Prefix", "/", "s")]);
     env.apply(&[other, unclassed, ours].join("---\n"));
     let w = Weir::start_api(env.kubeconfig(), &[]);
@@ -152,8 +136,11 @@ spec:
     );
     env.apply(&service_slices("app", "echo", &[&[a.addr()]]));
     env.apply(&ingress("app", "echo", &[("", "Prefix", "/", "echo")]));
-    let other = ingress("app", "other", &[("x.test", "Prefix", "/", "echo")])
-        .replace("ingressClassName: nginx", "ingressClassName: another");
+    let other = edit(
+        &ingress("app", "other", &[("x.test", "Prefix", "/", "echo")]),
+        "ingressClassName: nginx",
+        "ingressClassName: another",
+    );
     env.apply(&other);
 
     let flags = [
@@ -246,9 +233,6 @@ spec:
         "the new leader to update status",
         || (addresses(&env, "app", "echo") == "192.0.2.12").then_some(()),
     );
-
-    // A graceful stop releases the Lease.
-    drop(replicas);
 }
 
 #[test]
@@ -263,21 +247,7 @@ fn api_server_outage_keeps_serving_and_changes_flow_after() {
     assert_eq!(w.get("up.test", "/").server(), "a");
 
     // Under load, the API server goes away for 10 s.
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let load = {
-        let (http, stop, failures) = (w.http, stop.clone(), failures.clone());
-        std::thread::spawn(move || {
-            let mut n = 0usize;
-            while !stop.load(Ordering::SeqCst) {
-                if !matches!(get(http, "up.test", "/", &[]), Ok(r) if r.status == 200) {
-                    failures.fetch_add(1, Ordering::SeqCst);
-                }
-                n += 1;
-            }
-            n
-        })
-    };
+    let load = Load::start(w.http, "up.test", "/", 200);
     env.stop_apiserver();
     let down = Instant::now();
     while down.elapsed() < Duration::from_secs(10) {
@@ -285,14 +255,7 @@ fn api_server_outage_keeps_serving_and_changes_flow_after() {
         std::thread::sleep(Duration::from_millis(200));
     }
     env.start_apiserver();
-    stop.store(true, Ordering::SeqCst);
-    let sent = load.join().unwrap();
-    assert!(sent > 50, "load ran ({sent} requests)");
-    assert_eq!(
-        failures.load(Ordering::SeqCst),
-        0,
-        "requests failed while the API server was down"
-    );
+    load.finish(50);
     assert!(
         w.log().contains("watch failed"),
         "the outage was noticed:\n{}",
@@ -307,22 +270,13 @@ fn api_server_outage_keeps_serving_and_changes_flow_after() {
 
     // Compaction while weir is frozen: its watches resume from a compacted revision (410 Gone)
     // and must re-list.
-    let pid = w.pid().to_string();
-    let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} {pid}");
-    };
-    signal("-STOP");
+    w.signal("STOP");
     env.stop_apiserver();
     env.start_apiserver();
     env.apply(&service_slices("ns", "s", &[&[a.addr()]]));
     env.apply(&ingress("ns", "j", &[("after.test", "Prefix", "/", "s")]));
     env.compact();
-    signal("-CONT");
+    w.signal("CONT");
     poll(Duration::from_secs(30), "re-list after compaction", || {
         (w.get("after.test", "/").status == 200 && w.get("up.test", "/").server() == "a")
             .then_some(())
@@ -394,76 +348,255 @@ fn not_ready_until_the_first_sync() {
     );
 }
 
-/// A `kubernetes.io/tls` Secret as JSON (the test API server does not merge `stringData`).
-fn tls_secret_json(ns: &str, name: &str, host: &str) -> (String, Vec<u8>) {
-    use k8s_openapi::api::core::v1::Secret;
-    use k8s_openapi::ByteString;
-    let params = rcgen::CertificateParams::new(vec![host.to_string()]).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let secret = Secret {
-        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(ns.into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(
-            [
-                ("tls.crt".to_string(), ByteString(cert.pem().into_bytes())),
-                (
-                    "tls.key".to_string(),
-                    ByteString(key.serialize_pem().into_bytes()),
-                ),
-            ]
-            .into(),
-        ),
-        ..Default::default()
-    };
-    let mut v = serde_json::to_value(&secret).unwrap();
-    v["apiVersion"] = "v1".into();
-    v["kind"] = "Secret".into();
-    (v.to_string(), cert.der().to_vec())
-}
-
-/// The DER of the certificate the HTTPS listener shows for `sni`, via `openssl s_client`.
-fn served_der(https: std::net::SocketAddr, sni: &str) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let pem = dir.path().join("served.pem");
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "openssl s_client -connect {https} -servername {sni} </dev/null 2>/dev/null | openssl x509 -outform DER -out {}",
-            pem.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(out.success());
-    std::fs::read(pem).unwrap()
-}
-
 #[test]
 fn tls_secrets_from_the_api_are_served_and_rotated() {
     let env = TestEnv::start();
     let a = EchoServer::start("a").unwrap();
     env.apply(&[namespace("web"), INGRESS_CLASS.to_string()].join("---\n"));
     env.apply(&service_slices("web", "s", &[&[a.addr()]]));
-    let (secret, der1) = tls_secret_json("web", "site-tls", "site.test");
-    env.apply(&secret);
-    env.apply(
-        &ingress("web", "site", &[("site.test", "Prefix", "/", "s")]).replace(
-            "spec:\n",
-            "spec:\n  tls: [{hosts: [site.test], secretName: site-tls}]\n",
-        ),
-    );
+    let one = TestCert::self_signed(&["site.test"]);
+    env.apply(&tls_secret("web", "site-tls", &one));
+    env.apply(&edit(
+        &ingress("web", "site", &[("site.test", "Prefix", "/", "s")]),
+        "spec:\n",
+        "spec:\n  tls: [{hosts: [site.test], secretName: site-tls}]\n",
+    ));
     let w = Weir::start_api(env.kubeconfig(), &[]);
-    assert_eq!(served_der(w.https, "site.test"), der1);
+    assert_eq!(served_certificate(w.https, Some("site.test")).der, one.der);
     let r = w.get("site.test", "/x");
     assert_eq!(r.status, 308, "ssl-redirect for a TLS host");
 
-    let (secret, der2) = tls_secret_json("web", "site-tls", "site.test");
-    env.apply(&secret);
+    let two = TestCert::self_signed(&["site.test"]);
+    env.apply(&tls_secret("web", "site-tls", &two));
     w.poll(Duration::from_secs(10), "the rotated certificate", || {
-        (served_der(w.https, "site.test") == der2).then_some(())
+        (served_certificate(w.https, Some("site.test")).der == two.der).then_some(())
     });
+    assert_eq!(
+        w.metrics().single(
+            "nginx_ingress_controller_ssl_expire_time_seconds",
+            &[("host", "site.test"), ("secret_name", "site-tls")]
+        ),
+        Some(two.not_after as f64)
+    );
+}
+
+fn lease_holder(env: &TestEnv, ns: &str, name: &str) -> String {
+    env.kubectl(&[
+        "-n",
+        ns,
+        "get",
+        "lease",
+        name,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ])
+}
+
+fn is_leader(w: &Weir, lease: &str) -> bool {
+    w.metrics().single(
+        "nginx_ingress_controller_leader_election_status",
+        &[("name", lease)],
+    ) == Some(1.0)
+}
+
+#[test]
+fn sigterm_releases_the_lease_so_another_replica_leads_at_once() {
+    let env = TestEnv::start();
+    env.apply(&[namespace("weir"), INGRESS_CLASS.to_string()].join("---\n"));
+    // A 20 s Lease: taken over by expiry it would change hands after 20 s; released, within a
+    // retry period (5 s).
+    let flags = ["--election-id=weir-leader", "--election-ttl=20s"];
+    let names = ["weir-0", "weir-1"];
+    let mut replicas: Vec<Option<Weir>> = names
+        .iter()
+        .map(|n| Some(Weir::start_api_as(env.kubeconfig(), n, "weir", &flags)))
+        .collect();
+    let leader = poll(Duration::from_secs(20), "exactly one leader", || {
+        let l: Vec<bool> = replicas
+            .iter()
+            .map(|w| is_leader(w.as_ref().unwrap(), "weir-leader"))
+            .collect();
+        (l.iter().filter(|x| **x).count() == 1).then(|| l.iter().position(|x| *x).unwrap())
+    });
+    let follower = 1 - leader;
+    assert_eq!(lease_holder(&env, "weir", "weir-leader"), names[leader]);
+
+    let stopped_at = Instant::now();
+    let (status, log) = replicas[leader].take().unwrap().terminate();
+    assert!(status.success(), "SIGTERM is a clean exit: {status}\n{log}");
+    let released = log
+        .find("released leadership")
+        .unwrap_or_else(|| panic!("the Lease was not released:\n{log}"));
+    let stopping = log
+        .find("SIGTERM received")
+        .unwrap_or_else(|| panic!("the server was not told to stop:\n{log}"));
+    assert!(
+        released < stopping,
+        "released before the services were stopped:\n{log}"
+    );
+    let new_leader = replicas[follower].as_ref().unwrap();
+    poll(Duration::from_secs(15), "the other replica to lead", || {
+        is_leader(new_leader, "weir-leader").then_some(())
+    });
+    let took = stopped_at.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "took over after {took:?}: by expiry, not release"
+    );
+    assert_eq!(lease_holder(&env, "weir", "weir-leader"), names[follower]);
+}
+
+/// `status.loadBalancer.ingress` of an Ingress, as JSON (`null` when unset).
+fn lb_status(env: &TestEnv, ns: &str, name: &str) -> serde_json::Value {
+    let ing: serde_json::Value =
+        serde_json::from_str(&env.kubectl(&["-n", ns, "get", "ingress", name, "-o", "json"]))
+            .unwrap();
+    ing["status"]["loadBalancer"]["ingress"].clone()
+}
+
+const SLB: &str = "apiVersion: v1
+kind: Service
+metadata: {name: slb, namespace: infra}
+spec:
+  type: LoadBalancer
+  ports: [{name: http, port: 80}]
+";
+
+#[test]
+fn publish_status_address_wins_and_update_status_false_writes_nothing() {
+    let env = TestEnv::start();
+    let a = EchoServer::start("a").unwrap();
+    env.apply(
+        &[
+            namespace("infra"),
+            namespace("app"),
+            INGRESS_CLASS.to_string(),
+            SLB.to_string(),
+        ]
+        .join("---\n"),
+    );
+    env.set_lb_address("infra", "slb", "192.0.2.10");
+    env.apply(&service_slices("app", "s", &[&[a.addr()]]));
+    env.apply(&ingress("app", "one", &[("one.test", "Prefix", "/", "s")]));
+
+    // Static addresses (an IP and a host name, sorted) win over the publish Service's.
+    let w = Weir::start_api_as(
+        env.kubeconfig(),
+        "weir-0",
+        "infra",
+        &[
+            "--publish-status-address=lb.example.com,192.0.2.20",
+            "--publish-service=infra/slb",
+            "--election-id=first",
+        ],
+    );
+    let expected = serde_json::json!([{"ip": "192.0.2.20"}, {"hostname": "lb.example.com"}]);
+    w.poll(Duration::from_secs(10), "the static addresses", || {
+        (lb_status(&env, "app", "one") == expected).then_some(())
+    });
+    let (status, _) = w.terminate();
+    assert!(status.success());
+
+    // --update-status=false: a leader that writes nothing.
+    let w = Weir::start_api_as(
+        env.kubeconfig(),
+        "weir-1",
+        "infra",
+        &[
+            "--update-status=false",
+            "--publish-status-address=192.0.2.30",
+            "--election-id=second",
+        ],
+    );
+    w.poll(Duration::from_secs(10), "weir-1 to lead", || {
+        is_leader(&w, "second").then_some(())
+    });
+    env.apply(&ingress("app", "two", &[("two.test", "Prefix", "/", "s")]));
+    w.poll(Duration::from_secs(10), "two.test served", || {
+        (w.get("two.test", "/").status == 200).then_some(())
+    });
+    // One more change after it: the pass that served two.test (and would have written its
+    // status) is over.
+    env.apply(&ingress(
+        "app",
+        "three",
+        &[("three.test", "Prefix", "/", "s")],
+    ));
+    w.poll(Duration::from_secs(10), "three.test served", || {
+        (w.get("three.test", "/").status == 200).then_some(())
+    });
+    assert_eq!(lb_status(&env, "app", "two"), serde_json::Value::Null);
+    assert_eq!(
+        lb_status(&env, "app", "one"),
+        expected,
+        "status written before is left as it is"
+    );
+    assert!(!w.log().contains("updated Ingress status"), "{}", w.log());
+}
+
+#[test]
+fn watch_namespace_limits_ingresses_but_not_the_publish_service_or_configmap() {
+    let env = TestEnv::start();
+    let a = EchoServer::start("a").unwrap();
+    let b = EchoServer::start("b").unwrap();
+    env.apply(
+        &[
+            namespace("team"),
+            namespace("other"),
+            namespace("infra"),
+            INGRESS_CLASS.to_string(),
+            SLB.to_string(),
+            configmap("infra", "cfg", &[("proxy-read-timeout", "1")]),
+        ]
+        .join("---\n"),
+    );
+    env.set_lb_address("infra", "slb", "192.0.2.40");
+    for (ns, upstream) in [("team", a.addr()), ("other", b.addr())] {
+        env.apply(&service_slices(ns, "s", &[&[upstream]]));
+        env.apply(&ingress(
+            ns,
+            "i",
+            &[(&format!("{ns}.test"), "Prefix", "/", "s")],
+        ));
+    }
+    let w = Weir::start_api(
+        env.kubeconfig(),
+        &[
+            "--watch-namespace=team",
+            "--publish-service=infra/slb",
+            "--configmap=infra/cfg",
+        ],
+    );
+    assert_eq!(w.get("team.test", "/").server(), "a");
+    assert_eq!(
+        w.get("other.test", "/").status,
+        404,
+        "outside the namespace"
+    );
+
+    // The publish Service is read outside --watch-namespace; other namespaces are not written.
+    w.poll(Duration::from_secs(10), "team's Ingress status", || {
+        (lb_status(&env, "team", "i") == serde_json::json!([{"ip": "192.0.2.40"}])).then_some(())
+    });
+    assert_eq!(lb_status(&env, "other", "i"), serde_json::Value::Null);
+
+    // So is the ConfigMap, and its changes apply.
+    assert_eq!(w.get("team.test", "/?delay_ms=2500").status, 504);
+    env.apply(&configmap("infra", "cfg", &[("proxy-read-timeout", "10")]));
+    w.poll(Duration::from_secs(10), "the longer read timeout", || {
+        (w.get("team.test", "/?delay_ms=1500").status == 200).then_some(())
+    });
+
+    // Changes in another namespace are not seen (this one would send team.test/x to b).
+    env.apply(&ingress("other", "j", &[("team.test", "Exact", "/x", "s")]));
+    env.apply(&ingress("team", "k", &[("k.test", "Prefix", "/", "s")]));
+    w.poll(Duration::from_secs(10), "team's new Ingress", || {
+        (w.get("k.test", "/").status == 200).then_some(())
+    });
+    assert_eq!(w.get("team.test", "/x").server(), "a");
+    assert_eq!(
+        w.metrics().single("weir_ingresses_served", &[]),
+        Some(2.0),
+        "team/i and team/k only"
+    );
 }

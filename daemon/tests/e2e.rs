@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -278,14 +277,21 @@ fn ingress_class_filtering() {
     let m = Manifests::new();
     m.write("class.yaml", INGRESS_CLASS);
     m.write("svc.yaml", &service("ns", "a", &[a.addr()]));
-    let other_class = ingress("ns", "other", &[("other.test", "Prefix", "/", "a")])
-        .replace("ingressClassName: nginx", "ingressClassName: traefik");
-    let annotated = ingress("ns", "legacy", &[("legacy.test", "Prefix", "/", "a")]).replace(
+    let other_class = edit(
+        &ingress("ns", "other", &[("other.test", "Prefix", "/", "a")]),
+        "ingressClassName: nginx",
+        "ingressClassName: traefik",
+    );
+    let annotated = edit(
+        &ingress("ns", "legacy", &[("legacy.test", "Prefix", "/", "a")]),
         "metadata: {name: legacy, namespace: ns}\nspec:\n  ingressClassName: nginx\n",
         "metadata:\n  name: legacy\n  namespace: ns\n  annotations: {kubernetes.io/ingress.class: nginx}\nspec:\n",
     );
-    let unclassed = ingress("ns", "none", &[("none.test", "Prefix", "/", "a")])
-        .replace("  ingressClassName: nginx\n", "");
+    let unclassed = edit(
+        &ingress("ns", "none", &[("none.test", "Prefix", "/", "a")]),
+        "  ingressClassName: nginx\n",
+        "",
+    );
     m.write(
         "ing.yaml",
         &[other_class, annotated, unclassed].join("---\n"),
@@ -333,23 +339,7 @@ fn hot_reload_keeps_in_flight_requests_and_applies_within_two_seconds() {
     });
 
     // Steady traffic during the change: every request must succeed.
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let load = {
-        let (w, stop, failures, sent) = (w.clone(), stop.clone(), failures.clone(), sent.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                match get(w.http, "reload.test", "/load", &[]) {
-                    Ok(r) if r.status == 200 => {}
-                    _ => {
-                        failures.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-                sent.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-    };
+    let load = Load::start(w.http, "reload.test", "/load", 200);
 
     let changed_at = Instant::now();
     m.write("svc.yaml", &service("ns", "s", &[b.addr()]));
@@ -366,14 +356,7 @@ fn hot_reload_keeps_in_flight_requests_and_applies_within_two_seconds() {
         "a",
         "the in-flight request completes on the old endpoint"
     );
-    stop.store(true, Ordering::SeqCst);
-    load.join().unwrap();
-    assert!(sent.load(Ordering::SeqCst) > 0);
-    assert_eq!(
-        failures.load(Ordering::SeqCst),
-        0,
-        "requests failed during the change"
-    );
+    load.finish(1);
     assert!(took < Duration::from_secs(2), "took {took:?}");
 
     // A route added by a new file, then removed with it.
@@ -437,8 +420,11 @@ fn broken_manifests_keep_the_last_good_configuration() {
     // A type error in one field: reported with the field path.
     m.write(
         "ing.yaml",
-        &ingress("ns", "i", &[("keep.test", "Prefix", "/", "b")])
-            .replace("number: 80", "number: eighty"),
+        &edit(
+            &ingress("ns", "i", &[("keep.test", "Prefix", "/", "b")]),
+            "number: 80",
+            "number: eighty",
+        ),
     );
     w.wait_log("spec.rules[0].http.paths[0].backend.service.port.number");
     assert_eq!(w.get("keep.test", "/").server(), "a");
@@ -450,14 +436,12 @@ fn broken_manifests_keep_the_last_good_configuration() {
     );
     w.wait_log("unknown pathType \"Sideways\"");
     assert_eq!(w.get("keep.test", "/").server(), "a");
-    assert!(
-        w.metrics()
-            .value(
-                "weir_objects_rejected_total",
-                &[("kind", "Ingress"), ("reason", "path_type")]
-            )
-            .unwrap_or(0.0)
-            >= 1.0
+    assert_eq!(
+        w.metrics().single(
+            "weir_objects_rejected_total",
+            &[("kind", "Ingress"), ("reason", "path_type")]
+        ),
+        Some(1.0)
     );
     // A rejected Ingress does not affect others.
     m.write(
@@ -497,8 +481,11 @@ fn request_metrics_have_ingress_nginx_names_and_labels() {
         &ingress("shop", "store", &[("shop.test", "Prefix", "/cart", "cart")]),
     );
     let w = Weir::start(m.path(), &[]);
+    let mut body_bytes = 0;
     for _ in 0..3 {
-        assert_eq!(w.get("shop.test", "/cart/items").status, 200);
+        let r = w.get("shop.test", "/cart/items");
+        assert_eq!(r.status, 200);
+        body_bytes += r.body.len();
     }
     assert_eq!(w.get("shop.test", "/nothing").status, 404);
     let labels = [
@@ -538,10 +525,10 @@ fn request_metrics_have_ingress_nginx_names_and_labels() {
         mtx.value("nginx_ingress_controller_response_size_count", &labels),
         Some(3.0)
     );
-    assert!(
-        mtx.value("nginx_ingress_controller_response_size_sum", &labels)
-            .unwrap()
-            > 0.0
+    assert_eq!(
+        mtx.value("nginx_ingress_controller_response_size_sum", &labels),
+        Some(body_bytes as f64),
+        "response bodies, in bytes"
     );
     // As ingress-nginx, a host's unmatched paths belong to the host's oldest Ingress (its
     // generated `/` location), answered by the default backend.
@@ -560,18 +547,80 @@ fn request_metrics_have_ingress_nginx_names_and_labels() {
             )
             .filter(|v| *v == 1.0)
     });
-    assert!(
-        mtx.value("nginx_ingress_controller_config_hash", &[])
-            .unwrap()
-            > 0.0
-    );
     assert_eq!(mtx.value("weir_ingresses_served", &[]), Some(1.0));
     assert_eq!(mtx.value("weir_snapshot_routes", &[]), Some(1.0));
-    assert!(
-        mtx.value("weir_snapshot_build_duration_seconds_count", &[])
-            .unwrap()
-            >= 1.0
+    assert_eq!(
+        mtx.value("weir_snapshot_build_duration_seconds_count", &[]),
+        mtx.value("nginx_ingress_controller_success", &[]),
+        "one build per configuration applied"
     );
+}
+
+/// The `hash=` of weir's last `configuration applied` log line, as the gauge shows it.
+fn logged_hash(w: &Weir) -> Option<f64> {
+    let log = w.log();
+    let line = log.lines().rfind(|l| l.contains("configuration applied"))?;
+    let hex = line
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix("hash="))?;
+    Some(u64::from_str_radix(hex, 16).ok()? as f64)
+}
+
+#[test]
+fn config_hash_changes_with_the_configuration_and_only_then() {
+    let a = EchoServer::start("a").unwrap();
+    let b = EchoServer::start("b").unwrap();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("ns", "s", &[a.addr()]));
+    m.write(
+        "ing.yaml",
+        &ingress("ns", "i", &[("hash.test", "Prefix", "/", "s")]),
+    );
+    let w = Weir::start(m.path(), &[]);
+    let hash = || {
+        w.metrics()
+            .single("nginx_ingress_controller_config_hash", &[])
+            .unwrap()
+    };
+    let applied = || {
+        w.metrics()
+            .single("nginx_ingress_controller_success", &[])
+            .unwrap()
+    };
+    let first = hash();
+    assert_eq!(Some(first), logged_hash(&w), "the gauge is the logged hash");
+
+    // New endpoints: a new hash.
+    m.write("svc.yaml", &service("ns", "s", &[b.addr()]));
+    let second = w.poll(Duration::from_secs(3), "a new hash", || {
+        Some(hash()).filter(|h| *h != first)
+    });
+    assert_eq!(w.get("hash.test", "/").server(), "b");
+    assert_eq!(Some(second), logged_hash(&w));
+
+    // A change that does not touch routes or endpoints (an Ingress of another class) is
+    // applied, and keeps the hash.
+    let before = applied();
+    m.write(
+        "other.yaml",
+        &edit(
+            &ingress("ns", "other", &[("other.test", "Prefix", "/", "s")]),
+            "ingressClassName: nginx",
+            "ingressClassName: traefik",
+        ),
+    );
+    w.poll(Duration::from_secs(3), "the change to be applied", || {
+        (applied() > before).then_some(())
+    });
+    assert_eq!(hash(), second, "same routes and endpoints, same hash");
+
+    // Back to the first endpoints: the first hash again.
+    m.write("svc.yaml", &service("ns", "s", &[a.addr()]));
+    w.poll(Duration::from_secs(3), "the first hash back", || {
+        (hash() == first).then_some(())
+    });
+    assert_eq!(w.get("hash.test", "/").server(), "a");
 }
 
 #[test]
@@ -639,11 +688,12 @@ fn quickstart_manifests_route_as_the_readme_says() {
     assert_eq!(w.get("echo.localhost", "/x").status, 404);
 
     // The same through curl, as the README shows.
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-H", "Host: echo.localhost"])
-        .arg(format!("http://{}/api", w.http))
-        .output()
-        .expect("curl is installed (scripts/deps.sh)");
+    let out = curl(&[
+        "-s",
+        "-H",
+        "Host: echo.localhost",
+        &format!("http://{}/api", w.http),
+    ]);
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["server"], "echo");
     assert_eq!(
@@ -681,19 +731,18 @@ fn configmap_options_set_timeouts_and_retries() {
             ],
         ),
     );
-    let config = |tries: u8| {
-        format!(
-            "apiVersion: v1
-kind: ConfigMap
-metadata: {{name: weir-config, namespace: weir}}
-data:
-  proxy-read-timeout: \"1\"
-  proxy-next-upstream-tries: \"{tries}\"
-  enable-brotli: \"true\"
-"
+    let config = |tries: &str| {
+        configmap(
+            "weir",
+            "weir-config",
+            &[
+                ("proxy-read-timeout", "1"),
+                ("proxy-next-upstream-tries", tries),
+                ("enable-brotli", "true"),
+            ],
         )
     };
-    m.write("config.yaml", &config(1));
+    m.write("config.yaml", &config("1"));
     let w = Weir::start(
         m.path(),
         &["--configmap", "weir/weir-config", "--watch-namespace", "ns"],
@@ -725,14 +774,44 @@ data:
         3,
         "{statuses:?}"
     );
-    w.wait_log("enable-brotli");
 
-    m.write("config.yaml", &config(3));
+    // A key Weir does not implement is reported once (log and counter) and has no effect.
+    let reported = "ConfigMap option not applied configmap_key=enable-brotli";
+    w.wait_log(reported);
+    let not_applied = || {
+        w.metrics().single(
+            "weir_objects_rejected_total",
+            &[("kind", "ConfigMap"), ("reason", "option")],
+        )
+    };
+    assert_eq!(not_applied(), Some(1.0));
+    let r = w.get_with("slow.test", "/", &[("Accept-Encoding", "br")]);
+    assert_eq!(r.server(), "a");
+    assert_eq!(r.header("content-encoding"), None, "not compressed");
+
+    m.write("config.yaml", &config("3"));
     w.poll(Duration::from_secs(3), "retries back on", || {
         (0..6)
             .all(|_| w.get("flaky.test", "/").status == 200)
             .then_some(())
     });
+    assert_eq!(
+        not_applied(),
+        Some(1.0),
+        "the same problem is not counted again"
+    );
+    assert_eq!(w.log().matches(reported).count(), 1, "nor logged again");
+
+    // A value that cannot be used is reported too, and its key keeps the default (3 tries).
+    m.write("config.yaml", &config("many"));
+    w.poll(Duration::from_secs(3), "the bad value reported", || {
+        (not_applied() == Some(2.0)).then_some(())
+    });
+    w.wait_log("configmap_key=proxy-next-upstream-tries");
+    assert!(
+        (0..6).all(|_| w.get("flaky.test", "/").status == 200),
+        "retries at their default"
+    );
 }
 
 #[test]
@@ -741,11 +820,13 @@ fn unsupported_authentication_annotations_fail_closed() {
     let m = Manifests::new();
     m.write("class.yaml", INGRESS_CLASS);
     m.write("svc.yaml", &service("ns", "a", &[a.addr()]));
-    let protected = ingress("ns", "protected", &[("auth.test", "Prefix", "/", "a")]).replace(
+    let protected = edit(
+        &ingress("ns", "protected", &[("auth.test", "Prefix", "/", "a")]),
         "metadata: {name: protected, namespace: ns}\n",
         "metadata:\n  name: protected\n  namespace: ns\n  annotations:\n    nginx.ingress.kubernetes.io/auth-url: http://auth.example/verify\n",
     );
-    let snippet = ingress("ns", "snippet", &[("snippet.test", "Prefix", "/", "a")]).replace(
+    let snippet = edit(
+        &ingress("ns", "snippet", &[("snippet.test", "Prefix", "/", "a")]),
         "metadata: {name: snippet, namespace: ns}\n",
         "metadata:\n  name: snippet\n  namespace: ns\n  annotations:\n    nginx.ingress.kubernetes.io/configuration-snippet: \"more_set_headers 'X: y';\"\n",
     );

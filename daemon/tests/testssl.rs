@@ -5,76 +5,47 @@
 mod support;
 
 use std::process::Command;
+use std::time::Duration;
 
+use support::tls::*;
 use support::*;
 use weir_loadtest::echo::EchoServer;
 
-fn issued_certificate(dir: &std::path::Path) -> (String, String) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Weir Test CA");
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["secure.test".to_string()]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "secure.test");
-    let now = std::time::SystemTime::now();
-    params.not_before = (now - std::time::Duration::from_secs(86_400)).into();
-    params.not_after = (now + std::time::Duration::from_secs(90 * 86_400)).into();
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
-        uris: vec!["http://crl.secure.test/ca.crl".to_string()],
-    }];
-    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-    let leaf = params.signed_by(&key, &issuer).unwrap();
-    (format!("{}{}", leaf.pem(), ca.pem()), key.serialize_pem())
-}
+/// testssl.sh takes about 40 s against a loopback listener on 2 cores.
+const TESTSSL_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[test]
 fn testssl_finds_nothing_high_or_critical() {
     let echo = EchoServer::start("echo").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (chain, key) = issued_certificate(dir.path());
-    let indent = |s: &str| -> String { s.lines().map(|l| format!("    {l}\n")).collect() };
+    let ca = TestCa::new("Weir Test CA");
+    std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
+    let cert = ca.issue(&["secure.test"]);
     let m = Manifests::new();
     m.write("class.yaml", INGRESS_CLASS);
     m.write("svc.yaml", &service("ns", "echo", &[echo.addr()]));
-    m.write(
-        "secret.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: ns}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
-            indent(&chain),
-            indent(&key)
-        ),
-    );
+    m.write("secret.yaml", &tls_secret("ns", "s", &cert));
     m.write(
         "ing.yaml",
-        &ingress("ns", "i", &[("secure.test", "Prefix", "/", "echo")]).replace(
+        &edit(
+            &ingress("ns", "i", &[("secure.test", "Prefix", "/", "echo")]),
             "spec:\n",
             "spec:\n  tls: [{hosts: [secure.test], secretName: s}]\n",
         ),
     );
     let w = Weir::start(m.path(), &[]);
     let json = dir.path().join("testssl.json");
-    let out = Command::new("testssl")
-        .args(["--quiet", "--color", "0", "--warnings", "off", "--add-ca"])
-        .arg(dir.path().join("ca.pem"))
-        .arg("--jsonfile")
-        .arg(&json)
-        .args(["--ip", "127.0.0.1"])
-        .arg(format!("https://secure.test:{}", w.https.port()))
-        .output()
-        .expect("testssl is installed (scripts/deps.sh)");
+    let out = run_for(
+        Command::new("testssl")
+            .args(["--quiet", "--color", "0", "--warnings", "off", "--add-ca"])
+            .arg(dir.path().join("ca.pem"))
+            .arg("--jsonfile")
+            .arg(&json)
+            .args(["--ip", "127.0.0.1"])
+            .arg(format!("https://secure.test:{}", w.https.port())),
+        TESTSSL_TIMEOUT,
+        None,
+    );
     let text = std::fs::read_to_string(&json).unwrap_or_else(|_| {
         panic!(
             "testssl wrote no JSON:\n{}{}",

@@ -6,33 +6,11 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::tls::*;
 use support::*;
 use weir_loadtest::echo::EchoServer;
-
-/// A self-signed certificate for `names`: (PEM chain, PEM key, DER).
-fn cert(names: &[&str]) -> (String, String, Vec<u8>) {
-    let params =
-        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let c = params.self_signed(&key).unwrap();
-    (c.pem(), key.serialize_pem(), c.der().to_vec())
-}
-
-fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("    {l}\n")).collect()
-}
-
-fn tls_secret(ns: &str, name: &str, crt: &str, key: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {ns}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
-        indent(crt),
-        indent(key)
-    )
-}
 
 /// An Ingress for `host` → Service `svc`, with a TLS section naming `secret` (if any) and
 /// extra annotations.
@@ -72,34 +50,6 @@ metadata:
     )
 }
 
-/// `openssl s_client` → the subject line of the certificate served for `sni` (None: no SNI).
-fn served_subject(w: &Weir, sni: Option<&str>) -> String {
-    let mut cmd = Command::new("openssl");
-    cmd.args([
-        "s_client",
-        "-connect",
-        &format!("127.0.0.1:{}", w.https.port()),
-    ]);
-    match sni {
-        Some(s) => cmd.args(["-servername", s]),
-        None => cmd.arg("-noservername"),
-    };
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("openssl is installed");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines()
-        .find(|l| l.starts_with("subject="))
-        .unwrap_or_else(|| {
-            panic!(
-                "no certificate in s_client output:\n{text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-        .to_string()
-}
-
 fn base(m: &Manifests, echo: &EchoServer) {
     m.write("class.yaml", INGRESS_CLASS);
     m.write("svc.yaml", &service("ns", "echo", &[echo.addr()]));
@@ -110,15 +60,15 @@ fn certificates_per_sni_wildcard_and_default() {
     let echo = EchoServer::start("echo").unwrap();
     let m = Manifests::new();
     base(&m, &echo);
-    let (a_crt, a_key, _) = cert(&["a.test"]);
-    let (w_crt, w_key, _) = cert(&["*.wild.test"]);
-    let (d_crt, d_key, _) = cert(&["default.test"]);
+    let a = TestCert::self_signed(&["a.test"]);
+    let wild = TestCert::self_signed(&["*.wild.test"]);
+    let default = TestCert::self_signed(&["default.test"]);
     m.write(
         "secrets.yaml",
         &[
-            tls_secret("ns", "a", &a_crt, &a_key),
-            tls_secret("ns", "wild", &w_crt, &w_key),
-            tls_secret("ns", "default-cert", &d_crt, &d_key),
+            tls_secret("ns", "a", &a),
+            tls_secret("ns", "wild", &wild),
+            tls_secret("ns", "default-cert", &default),
         ]
         .join("---\n"),
     );
@@ -131,190 +81,105 @@ fn certificates_per_sni_wildcard_and_default() {
         .join("---\n"),
     );
     let w = Weir::start(m.path(), &[]);
-    // rcgen names its certificates "rcgen self signed cert"; the SANs tell them apart, so
-    // compare through curl's view of the names as well.
-    assert!(served_subject(&w, None).contains("Kubernetes Ingress Controller Fake Certificate"));
-    assert!(served_subject(&w, Some("unknown.test")).contains("Fake Certificate"));
-    assert!(!served_subject(&w, Some("a.test")).contains("Fake"));
+    let fake = served_certificate(w.https, None);
+    assert!(
+        fake.subject
+            .contains("Kubernetes Ingress Controller Fake Certificate"),
+        "no SNI: the fake certificate, {}",
+        fake.subject
+    );
+    assert_eq!(
+        served_certificate(w.https, Some("unknown.test")).der,
+        fake.der,
+        "unknown SNI: the fake certificate"
+    );
+    assert_eq!(served_certificate(w.https, Some("a.test")).der, a.der);
+    assert_eq!(
+        served_certificate(w.https, Some("x.wild.test")).der,
+        wild.der
+    );
+    assert_eq!(
+        served_certificate(w.https, Some("y.x.wild.test")).der,
+        fake.der,
+        "the wildcard covers one label only"
+    );
 
-    for (host, expect_ok) in [
-        ("a.test", true),
-        ("x.wild.test", true),
-        ("y.x.wild.test", false),
-    ] {
-        let ca = if host == "a.test" { &a_crt } else { &w_crt };
+    // curl, trusting only the Secret's certificate, verifies what SNI chose.
+    let curl = |host: &str, ca: &TestCert| {
         let dir = tempfile::tempdir().unwrap();
         let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca).unwrap();
-        let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-            .arg(&ca_file)
-            .args(["--resolve", &format!("{host}:{}:127.0.0.1", w.https.port())])
-            .arg(format!("https://{host}:{}/", w.https.port()))
-            .output()
-            .unwrap();
-        let code = String::from_utf8_lossy(&out.stdout).to_string();
-        if expect_ok {
-            assert_eq!(
-                code, "200",
-                "{host}: curl verifies the certificate chosen by SNI"
-            );
-        } else {
-            assert_eq!(
-                code, "000",
-                "{host}: the wildcard covers one label only, so curl must refuse"
-            );
-        }
-    }
+        std::fs::write(&ca_file, &ca.pem).unwrap();
+        let out = run_for(
+            Command::new("curl")
+                .args([
+                    "-sS",
+                    "--max-time",
+                    "10",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                ])
+                .arg("--cacert")
+                .arg(&ca_file)
+                .args(["--resolve", &format!("{host}:{}:127.0.0.1", w.https.port())])
+                .arg(format!("https://{host}:{}/", w.https.port())),
+            Duration::from_secs(20),
+            None,
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, status, _) = curl("a.test", &a);
+    assert_eq!((code, status.as_str()), (Some(0), "200"), "a.test");
+    let (code, status, _) = curl("x.wild.test", &wild);
+    assert_eq!((code, status.as_str()), (Some(0), "200"), "x.wild.test");
+    // Two labels under the wildcard: the fake certificate, which curl refuses (exit 60, peer
+    // certificate not verified), after a completed handshake: not a dead listener (exit 7) nor
+    // a failed handshake (35).
+    let (code, status, err) = curl("y.x.wild.test", &wild);
+    assert_eq!(
+        (code, status.as_str()),
+        (Some(60), "000"),
+        "y.x.wild.test: curl must refuse the certificate: {err}"
+    );
+    assert_eq!(
+        w.get("y.x.wild.test", "/").status,
+        404,
+        "and no rule serves it either"
+    );
+
+    // Expiry of each host's certificate: its notAfter.
+    let expiry = |host: &str, secret: &str| {
+        w.metrics().single(
+            "nginx_ingress_controller_ssl_expire_time_seconds",
+            &[("host", host), ("namespace", "ns"), ("secret_name", secret)],
+        )
+    };
+    assert_eq!(expiry("a.test", "a"), Some(a.not_after as f64));
+    assert_eq!(expiry("*.wild.test", "wild"), Some(wild.not_after as f64));
     drop(w);
 
     let w = Weir::start(m.path(), &["--default-ssl-certificate", "ns/default-cert"]);
-    let fake = served_subject(&w, Some("unknown.test"));
-    assert!(
-        !fake.contains("Fake"),
-        "--default-ssl-certificate replaces the fake one: {fake}"
+    for sni in [None, Some("unknown.test"), Some("y.x.wild.test")] {
+        assert_eq!(
+            served_certificate(w.https, sni).der,
+            default.der,
+            "--default-ssl-certificate replaces the fake one (SNI {sni:?})"
+        );
+    }
+    assert_eq!(served_certificate(w.https, Some("a.test")).der, a.der);
+    assert_eq!(
+        w.metrics().value(
+            "nginx_ingress_controller_ssl_expire_time_seconds",
+            &[("host", "default.test")]
+        ),
+        None,
+        "hosts served the default certificate have no series"
     );
-    let metrics = w.metrics();
-    assert!(
-        metrics
-            .value(
-                "nginx_ingress_controller_ssl_expire_time_seconds",
-                &[
-                    ("host", "a.test"),
-                    ("namespace", "ns"),
-                    ("secret_name", "a")
-                ]
-            )
-            .unwrap()
-            > 1.7e9
-    );
-}
-
-/// A rustls client that accepts any certificate and records the leaf it was shown.
-#[derive(Debug)]
-struct Recorder {
-    seen: Mutex<Vec<Vec<u8>>>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        self.seen.lock().unwrap().push(end_entity.to_vec());
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-type TlsConn = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-/// Connect with TLS (after `prelude` bytes, e.g. a PROXY header); returns the stream and the
-/// certificate shown.
-fn tls_connect(addr: SocketAddr, sni: &str, prelude: &[u8]) -> (TlsConn, Vec<u8>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let recorder = Arc::new(Recorder {
-        seen: Mutex::new(Vec::new()),
-        provider: provider.clone(),
-    });
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(recorder.clone())
-        .with_no_client_auth();
-    let mut tcp = TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    tcp.write_all(prelude).unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), sni.to_string().try_into().unwrap())
-        .unwrap();
-    let mut stream = rustls::StreamOwned::new(conn, tcp);
-    while stream.conn.is_handshaking() {
-        stream
-            .conn
-            .complete_io(&mut stream.sock)
-            .expect("TLS handshake");
-    }
-    let seen = recorder
-        .seen
-        .lock()
-        .unwrap()
-        .last()
-        .cloned()
-        .expect("a certificate");
-    (stream, seen)
-}
-
-/// One keep-alive HTTP/1.1 GET on an open stream; returns (status, body).
-fn get_on<S: Read + Write>(s: &mut S, host: &str, path: &str) -> (u16, String) {
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
-    s.flush().unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s.read(&mut chunk).expect("response");
-        assert!(n > 0, "connection closed");
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
-            while buf.len() < end + 4 + len {
-                let n = s.read(&mut chunk).unwrap();
-                assert!(n > 0);
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-            return (
-                status,
-                String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string(),
-            );
-        }
-    }
 }
 
 #[test]
@@ -322,9 +187,10 @@ fn rotation_applies_to_new_handshakes_and_keeps_open_connections() {
     let echo = EchoServer::start("echo").unwrap();
     let m = Manifests::new();
     base(&m, &echo);
-    let (c1, k1, der1) = cert(&["rot.test"]);
-    let (c2, k2, der2) = cert(&["rot.test"]);
-    m.write("secret.yaml", &tls_secret("ns", "rot", &c1, &k1));
+    let one = TestCert::self_signed(&["rot.test"]);
+    let two = TestCert::self_signed(&["rot.test"]);
+    // Written as people write them (stringData, merged into data in file mode).
+    m.write("secret.yaml", &tls_secret_string_data("ns", "rot", &one));
     m.write(
         "ing.yaml",
         &tls_ingress("rot", "rot.test", Some("rot"), &[]),
@@ -332,14 +198,14 @@ fn rotation_applies_to_new_handshakes_and_keeps_open_connections() {
     let w = Weir::start(m.path(), &[]);
 
     let (mut old, shown) = tls_connect(w.https, "rot.test", b"");
-    assert_eq!(shown, der1);
+    assert_eq!(shown, one.der);
     assert_eq!(get_on(&mut old, "rot.test", "/one").0, 200);
 
-    m.write("secret.yaml", &tls_secret("ns", "rot", &c2, &k2));
+    m.write("secret.yaml", &tls_secret_string_data("ns", "rot", &two));
     w.poll(
         Duration::from_secs(3),
         "new handshakes to get the new certificate",
-        || (tls_connect(w.https, "rot.test", b"").1 == der2).then_some(()),
+        || (tls_connect(w.https, "rot.test", b"").1 == two.der).then_some(()),
     );
     // The connection opened before the change still works.
     let (status, body) = get_on(&mut old, "rot.test", "/two");
@@ -347,18 +213,27 @@ fn rotation_applies_to_new_handshakes_and_keeps_open_connections() {
     assert!(body.contains("\"/two\""), "{body}");
 
     // A bad Secret (key of another certificate) keeps the last good certificate.
-    let (_, k3, _) = cert(&["rot.test"]);
-    m.write("secret.yaml", &tls_secret("ns", "rot", &c1, &k3));
+    let mismatched = TestCert {
+        key_pem: TestCert::self_signed(&["rot.test"]).key_pem,
+        ..one.clone()
+    };
+    m.write("secret.yaml", &tls_secret("ns", "rot", &mismatched));
     w.wait_log("TLS Secret rejected");
-    assert_eq!(tls_connect(w.https, "rot.test", b"").1, der2);
-    assert!(
-        w.metrics()
-            .value(
-                "weir_objects_rejected_total",
-                &[("kind", "Secret"), ("reason", "key_mismatch")]
-            )
-            .unwrap_or(0.0)
-            >= 1.0
+    assert_eq!(tls_connect(w.https, "rot.test", b"").1, two.der);
+    assert_eq!(
+        w.metrics().single(
+            "weir_objects_rejected_total",
+            &[("kind", "Secret"), ("reason", "key_mismatch")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        w.metrics().single(
+            "nginx_ingress_controller_ssl_expire_time_seconds",
+            &[("host", "rot.test")]
+        ),
+        Some(two.not_after as f64),
+        "the expiry of the certificate still served"
     );
 
     // Garbage instead of a ClientHello is counted.
@@ -369,12 +244,17 @@ fn rotation_applies_to_new_handshakes_and_keeps_open_connections() {
     let _ = s.read_to_end(&mut sink);
     w.poll(Duration::from_secs(5), "handshake error counted", || {
         w.metrics()
-            .value(
+            .single(
                 "weir_connection_errors_total",
                 &[("listener", "https"), ("reason", "tls_handshake")],
             )
-            .filter(|v| *v >= 1.0)
+            .filter(|v| *v == 1.0)
     });
+    assert_eq!(
+        w.metrics().value("weir_connection_errors_total", &[]),
+        Some(1.0),
+        "no other connection error"
+    );
 }
 
 #[test]
@@ -382,16 +262,19 @@ fn http2_is_negotiated_and_proxied_to_http1_upstreams() {
     let echo = EchoServer::start("echo").unwrap();
     let m = Manifests::new();
     base(&m, &echo);
-    let (crt, key, _) = cert(&["h2.test"]);
-    m.write("secret.yaml", &tls_secret("ns", "h2", &crt, &key));
+    let cert = TestCert::self_signed(&["h2.test"]);
+    m.write("secret.yaml", &tls_secret("ns", "h2", &cert));
     m.write("ing.yaml", &tls_ingress("h2", "h2.test", Some("h2"), &[]));
     let w = Weir::start(m.path(), &[]);
-    let out = Command::new("curl")
-        .args(["-sk", "--http2", "-w", "\n%{http_version}", "--resolve"])
-        .arg(format!("h2.test:{}:127.0.0.1", w.https.port()))
-        .arg(format!("https://h2.test:{}/over/h2?q=1", w.https.port()))
-        .output()
-        .unwrap();
+    let out = curl(&[
+        "-sk",
+        "--http2",
+        "-w",
+        "\n%{http_version}",
+        "--resolve",
+        &format!("h2.test:{}:127.0.0.1", w.https.port()),
+        &format!("https://h2.test:{}/over/h2?q=1", w.https.port()),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, version) = text.rsplit_once('\n').unwrap();
     assert_eq!(version, "2", "ALPN negotiated h2");
@@ -406,8 +289,8 @@ fn https_redirect_matrix_and_hsts() {
     let echo = EchoServer::start("echo").unwrap();
     let m = Manifests::new();
     base(&m, &echo);
-    let (crt, key, _) = cert(&["tls.test", "off.test", "keep.test"]);
-    m.write("secret.yaml", &tls_secret("ns", "c", &crt, &key));
+    let cert = TestCert::self_signed(&["tls.test", "off.test", "keep.test"]);
+    m.write("secret.yaml", &tls_secret("ns", "c", &cert));
     m.write(
         "ing.yaml",
         &[
@@ -470,14 +353,30 @@ fn https_redirect_matrix_and_hsts() {
     // ConfigMap ssl-redirect=false turns it off globally; the annotation still forces.
     m.write(
         "config.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: ns}\ndata: {ssl-redirect: \"false\", hsts-max-age: \"600\", hsts-include-subdomains: \"false\"}\n",
+        &configmap(
+            "ns",
+            "cfg",
+            &[
+                ("ssl-redirect", "false"),
+                ("hsts-max-age", "600"),
+                ("hsts-include-subdomains", "false"),
+            ],
+        ),
     );
     let w = Weir::start(m.path(), &["--configmap", "ns/cfg"]);
     assert_eq!(w.get("tls.test", "/x").status, 200);
     assert_eq!(w.get("force.test", "/x").status, 308);
     m.write(
         "config.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: ns}\ndata: {use-port-in-redirects: \"true\", hsts-max-age: \"600\", hsts-include-subdomains: \"false\"}\n",
+        &configmap(
+            "ns",
+            "cfg",
+            &[
+                ("use-port-in-redirects", "true"),
+                ("hsts-max-age", "600"),
+                ("hsts-include-subdomains", "false"),
+            ],
+        ),
     );
     let with_port = format!("https://tls.test:{}/p?q=1", w.https.port());
     w.poll(Duration::from_secs(3), "use-port-in-redirects", || {
@@ -485,18 +384,7 @@ fn https_redirect_matrix_and_hsts() {
     });
 
     // HSTS on HTTPS responses of TLS hosts only.
-    let hsts = |host: &str| {
-        let out = Command::new("curl")
-            .args(["-sk", "-D", "-", "-o", "/dev/null", "--resolve"])
-            .arg(format!("{host}:{}:127.0.0.1", w.https.port()))
-            .arg(format!("https://{host}:{}/", w.https.port()))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
-            l.strip_prefix("strict-transport-security: ")
-                .map(|v| v.trim().to_string())
-        })
-    };
+    let hsts = |host: &str| hsts_over_https(&w, host);
     assert_eq!(hsts("tls.test").as_deref(), Some("max-age=600"));
     assert_eq!(hsts("plain.test"), None);
     assert!(
@@ -507,10 +395,67 @@ fn https_redirect_matrix_and_hsts() {
     );
 }
 
-fn proxy_config(extra: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg, namespace: ns}}\ndata:\n  use-proxy-protocol: \"true\"\n{extra}"
-    )
+/// The Strict-Transport-Security header of an HTTPS GET of `host` / (curl, HTTP/2).
+fn hsts_over_https(w: &Weir, host: &str) -> Option<String> {
+    let out = curl(&[
+        "-sk",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "--resolve",
+        &format!("{host}:{}:127.0.0.1", w.https.port()),
+        &format!("https://{host}:{}/", w.https.port()),
+    ]);
+    let head = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        head.starts_with("HTTP/2 200"),
+        "{host}: {head}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    head.lines().find_map(|l| {
+        l.strip_prefix("strict-transport-security: ")
+            .map(|v| v.trim().to_string())
+    })
+}
+
+#[test]
+fn hsts_defaults_preload_and_off() {
+    let echo = EchoServer::start("echo").unwrap();
+    let m = Manifests::new();
+    base(&m, &echo);
+    let cert = TestCert::self_signed(&["sts.test"]);
+    m.write("secret.yaml", &tls_secret("ns", "c", &cert));
+    m.write("ing.yaml", &tls_ingress("sts", "sts.test", Some("c"), &[]));
+    m.write("config.yaml", &configmap("ns", "cfg", &[]));
+    let w = Weir::start(m.path(), &["--configmap", "ns/cfg"]);
+    assert_eq!(
+        hsts_over_https(&w, "sts.test").as_deref(),
+        Some("max-age=31536000; includeSubDomains"),
+        "the defaults"
+    );
+    m.write(
+        "config.yaml",
+        &configmap("ns", "cfg", &[("hsts-preload", "true")]),
+    );
+    w.poll(Duration::from_secs(3), "hsts-preload", || {
+        (hsts_over_https(&w, "sts.test").as_deref()
+            == Some("max-age=31536000; includeSubDomains; preload"))
+        .then_some(())
+    });
+    m.write(
+        "config.yaml",
+        &configmap("ns", "cfg", &[("hsts", "false"), ("hsts-preload", "true")]),
+    );
+    w.poll(Duration::from_secs(3), "hsts: \"false\"", || {
+        hsts_over_https(&w, "sts.test").is_none().then_some(())
+    });
+}
+
+fn proxy_config(extra: &[(&str, &str)]) -> String {
+    let mut data = vec![("use-proxy-protocol", "true")];
+    data.extend_from_slice(extra);
+    configmap("ns", "cfg", &data)
 }
 
 /// Raw HTTP after `prelude` on a fresh connection: the response text ("" when closed).
@@ -544,8 +489,8 @@ fn proxy_protocol_sets_the_client_address_for_upstreams_and_allow_lists() {
     let echo = EchoServer::start("echo").unwrap();
     let m = Manifests::new();
     base(&m, &echo);
-    let (crt, key, _) = cert(&["pp.test"]);
-    m.write("secret.yaml", &tls_secret("ns", "pp", &crt, &key));
+    let cert = TestCert::self_signed(&["pp.test"]);
+    m.write("secret.yaml", &tls_secret("ns", "pp", &cert));
     m.write(
         "ing.yaml",
         &[
@@ -559,7 +504,7 @@ fn proxy_protocol_sets_the_client_address_for_upstreams_and_allow_lists() {
         ]
         .join("---\n"),
     );
-    m.write("config.yaml", &proxy_config(""));
+    m.write("config.yaml", &proxy_config(&[]));
     let w = Weir::start(m.path(), &["--configmap", "ns/cfg"]);
 
     let v1 = b"PROXY TCP4 203.0.113.7 10.0.0.1 40000 80\r\n";
@@ -591,16 +536,29 @@ fn proxy_protocol_sets_the_client_address_for_upstreams_and_allow_lists() {
     // No header, or garbage: the connection is closed without a response, and counted.
     assert_eq!(raw(w.http, b"", "pp.test"), "");
     assert_eq!(raw(w.http, b"PROXY NONSENSE\r\n", "pp.test"), "");
+    let errors = |reason: &str| {
+        w.metrics().single(
+            "weir_connection_errors_total",
+            &[("listener", "http"), ("reason", reason)],
+        )
+    };
     w.poll(
         Duration::from_secs(5),
-        "PROXY protocol errors counted",
+        "PROXY protocol errors counted by reason",
         || {
-            let v = w
-                .metrics()
-                .value("weir_connection_errors_total", &[("listener", "http")])
-                .unwrap_or(0.0);
-            (v >= 2.0).then_some(())
+            (errors("not_proxy_protocol") == Some(1.0) && errors("malformed") == Some(1.0))
+                .then_some(())
         },
+    );
+    // /healthz checks the listener with a connection of its own, which is not an error.
+    for _ in 0..3 {
+        assert_eq!(get(w.admin, "x", "/healthz", &[]).unwrap().status, 200);
+    }
+    assert_eq!(
+        w.metrics().value("weir_connection_errors_total", &[]),
+        Some(2.0),
+        "nothing else counted: {:?}",
+        w.metrics().series("weir_connection_errors_total", &[])
     );
 
     // On the TLS listener the PROXY header comes before the handshake.
@@ -612,7 +570,7 @@ fn proxy_protocol_sets_the_client_address_for_upstreams_and_allow_lists() {
     // Only a trusted sender may set the address (proxy-real-ip-cidr).
     m.write(
         "config.yaml",
-        &proxy_config("  proxy-real-ip-cidr: \"10.0.0.0/8\"\n"),
+        &proxy_config(&[("proxy-real-ip-cidr", "10.0.0.0/8")]),
     );
     w.poll(Duration::from_secs(3), "untrusted sender ignored", || {
         raw(w.http, v1, "pp.test")
@@ -628,8 +586,14 @@ fn forwarded_headers_are_trusted_only_from_trusted_peers() {
     base(&m, &echo);
     m.write("ing.yaml", &tls_ingress("f", "f.test", None, &[]));
     let config = |cidr: &str, full: bool| {
-        format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg, namespace: ns}}\ndata:\n  use-forwarded-headers: \"true\"\n  compute-full-forwarded-for: \"{full}\"\n  proxy-real-ip-cidr: \"{cidr}\"\n"
+        configmap(
+            "ns",
+            "cfg",
+            &[
+                ("use-forwarded-headers", "true"),
+                ("compute-full-forwarded-for", &full.to_string()),
+                ("proxy-real-ip-cidr", cidr),
+            ],
         )
     };
     m.write("config.yaml", &config("127.0.0.1/32", false));
@@ -665,8 +629,8 @@ fn websockets_over_tls() {
     let m = Manifests::new();
     m.write("class.yaml", INGRESS_CLASS);
     m.write("svc.yaml", &service("ns", "echo", &[upgrade_upstream()]));
-    let (crt, key, _) = cert(&["ws.test"]);
-    m.write("secret.yaml", &tls_secret("ns", "c", &crt, &key));
+    let cert = TestCert::self_signed(&["ws.test"]);
+    m.write("secret.yaml", &tls_secret("ns", "c", &cert));
     m.write("ing.yaml", &tls_ingress("ws", "ws.test", Some("c"), &[]));
     let w = Weir::start(m.path(), &[]);
     for path in ["/chat", "/early", "/early", "/early", "/early"] {

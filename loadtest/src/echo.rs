@@ -1,4 +1,5 @@
-//! The echo server: replies `200` with JSON `{server, method, path, host, headers, body_len}`.
+//! The echo server: replies `200` with JSON `{server, method, path, host, headers, body_len}`,
+//! plus `body` (the request body as text) when the body is non-empty UTF-8 of at most 1 MiB.
 //! A `delay_ms=N` query parameter delays the reply by N milliseconds (for in-flight tests).
 
 use std::collections::BTreeMap;
@@ -43,22 +44,27 @@ async fn reply(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
         .flat_map(|q| q.split('&'))
         .find_map(|kv| kv.strip_prefix("delay_ms="))
         .and_then(|v| v.parse::<u64>().ok());
-    let body_len = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes().len(),
-        Err(_) => 0,
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Bytes::new(),
     };
     if let Some(ms) = delay_ms {
         tokio::time::sleep(std::time::Duration::from_millis(ms.min(30_000))).await;
     }
-    let body = serde_json::json!({
+    let mut json = serde_json::json!({
         "server": name,
         "method": method,
         "path": path,
         "host": host,
         "headers": headers,
-        "body_len": body_len,
+        "body_len": body.len(),
     });
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    if !body.is_empty() && body.len() <= 1 << 20 {
+        if let Ok(text) = std::str::from_utf8(&body) {
+            json["body"] = text.into();
+        }
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),

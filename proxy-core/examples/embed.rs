@@ -1,11 +1,14 @@
 //! A minimal gateway built on proxy-core alone: routes `example.local/api` and everything else to
-//! upstreams given on the command line, serves Prometheus metrics, and swaps the routing table
-//! at runtime without a restart.
+//! upstreams given on the command line, records request metrics in a Prometheus registry, and
+//! swaps the routing table at runtime without a restart.
 //!
 //! ```text
 //! cargo run -p weir-proxy-core --example embed -- 127.0.0.1:8000 127.0.0.1:9001 127.0.0.1:9002
 //! curl -H 'Host: example.local' http://127.0.0.1:8000/api/x
 //! ```
+//!
+//! `proxy-core/tests/embed.rs` compiles this file as a module and runs [`gateway`] with real
+//! upstreams and a real client.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -53,18 +56,28 @@ fn main() {
         std::process::exit(2);
     };
     let parse = |s: &str| -> SocketAddr { s.parse().unwrap_or_else(|e| panic!("{s}: {e}")) };
-    let (api, web) = (parse(api), parse(web));
+    let (server, _metrics) = gateway(listen, parse(api), parse(web), Duration::from_secs(10));
+    server.run_forever();
+}
 
+/// The gateway on `listen`, ready to run, and the registry its request metrics are in. After
+/// `flip_after`, the web pool becomes both upstreams.
+pub fn gateway(
+    listen: &str,
+    api: SocketAddr,
+    web: SocketAddr,
+    flip_after: Duration,
+) -> (Server, prometheus::Registry) {
     let pools = Arc::new(PoolCache::new());
     let handle = SnapshotHandle::new();
     handle.store(build(&pools, &[api], &[web]));
 
     // Anything can publish a new snapshot at any time; here a thread flips the web pool to
-    // both upstreams after ten seconds. Requests in flight keep the snapshot they started with.
+    // both upstreams. Requests in flight keep the snapshot they started with.
     {
         let (pools, handle) = (pools.clone(), handle.clone());
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs(10));
+            std::thread::sleep(flip_after);
             handle.store(build(&pools, &[api], &[web, api]));
         });
     }
@@ -81,5 +94,5 @@ fn main() {
     );
     proxy.add_tcp(listen);
     server.add_service(proxy);
-    server.run_forever();
+    (server, registry)
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod testenv;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,6 +23,151 @@ pub fn closed_addr() -> SocketAddr {
     let addr = socket.local_addr().unwrap();
     HELD.lock().unwrap_or_else(|p| p.into_inner()).push(socket);
     addr
+}
+
+/// Run `cmd` to its end (with `stdin` written to it, or none) and return its output; panics
+/// after `timeout`, naming the command and showing what it printed, after killing it and every
+/// process it started (it runs in a process group of its own).
+pub fn run_for(cmd: &mut Command, timeout: Duration, stdin: Option<&[u8]>) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .process_group(0)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{shown} does not start: {e}"));
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let reader = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().unwrap()));
+    let err = reader(Box::new(child.stderr.take().unwrap()));
+    let end = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > end {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    match status {
+        Some(status) => std::process::Output {
+            status,
+            stdout,
+            stderr,
+        },
+        None => panic!(
+            "{shown} timed out after {timeout:?}; it printed:\n{}{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        ),
+    }
+}
+
+/// Run curl with `args` (and `--max-time 20`); panics if it does not end within 30 s.
+pub fn curl(args: &[&str]) -> std::process::Output {
+    run_for(
+        Command::new("curl").args(["--max-time", "20"]).args(args),
+        Duration::from_secs(30),
+        None,
+    )
+}
+
+/// `text` with the one occurrence of `from` replaced by `to`; panics when `from` occurs zero or
+/// several times (so an edit of generated YAML cannot silently do nothing).
+pub fn edit(text: &str, from: &str, to: &str) -> String {
+    let n = text.matches(from).count();
+    assert_eq!(n, 1, "{from:?} occurs {n} times in:\n{text}");
+    text.replacen(from, to, 1)
+}
+
+/// A ConfigMap `ns/name` with `data` (values quoted, so any string is kept as it is).
+pub fn configmap(ns: &str, name: &str, data: &[(&str, &str)]) -> String {
+    let mut out =
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {ns}}}\n");
+    if data.is_empty() {
+        out.push_str("data: {}\n");
+    }
+    for (i, (k, v)) in data.iter().enumerate() {
+        if i == 0 {
+            out.push_str("data:\n");
+        }
+        out.push_str(&format!(
+            "  {}: {}\n",
+            serde_json::to_string(k).unwrap(),
+            serde_json::to_string(v).unwrap()
+        ));
+    }
+    out
+}
+
+/// Requests sent over and over in the background (each on a new connection) until stopped,
+/// counting those that did not get the expected status.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Load {
+    /// GET `host` `path` on `addr` in a loop; each answer must have status `expect`.
+    pub fn start(addr: SocketAddr, host: &str, path: &str, expect: u16) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (host, path, flag) = (host.to_string(), path.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let (mut sent, mut failures) = (0, Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                match get(addr, &host, &path, &[]) {
+                    Ok(r) if r.status == expect => {}
+                    Ok(r) => failures.push(format!("status {}: {}", r.status, r.body)),
+                    Err(e) => failures.push(e.to_string()),
+                }
+                sent += 1;
+            }
+            (sent, failures)
+        });
+        Load { stop, thread }
+    }
+
+    /// Stop; every request must have succeeded, and at least `min_sent` have been sent.
+    /// Returns how many were sent.
+    pub fn finish(self, min_sent: usize) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (sent, failures) = self.thread.join().unwrap();
+        assert!(
+            sent >= min_sent,
+            "load sent {sent} requests, expected {min_sent} or more"
+        );
+        assert!(
+            failures.is_empty(),
+            "{} of {sent} requests failed, first ones: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        sent
+    }
 }
 
 /// Poll `f` until it returns `Some`, or panic after `deadline` with `what`.
@@ -150,10 +296,11 @@ spec:
     out
 }
 
-/// A running `weir` process.
+/// A running `weir` process. Its listeners bind port 0 (any free port) and the addresses are
+/// read from its log, so tests running in parallel cannot be given the same port.
 pub struct Weir {
     child: Child,
-    /// The HTTP listener.
+    /// The HTTP listener (port 0 if weir exited before binding).
     pub http: SocketAddr,
     /// The /healthz and /metrics listener.
     pub admin: SocketAddr,
@@ -188,7 +335,7 @@ impl Weir {
         );
     }
 
-    /// Start without waiting.
+    /// Start `weir --manifests dir` without waiting for readiness (see [`Weir::spawn_env`]).
     pub fn spawn(dir: &Path, extra: &[&str]) -> Weir {
         Self::spawn_with(&["--manifests".as_ref(), dir.as_os_str()], extra)
     }
@@ -211,7 +358,7 @@ impl Weir {
         w
     }
 
-    /// Start with the given source flags, without waiting.
+    /// Start with the given source flags, without waiting for readiness.
     pub fn spawn_with(source: &[&std::ffi::OsStr], extra: &[&str]) -> Weir {
         Self::spawn_env(source, extra, &[])
     }
@@ -298,19 +445,26 @@ impl Weir {
         self.child.id()
     }
 
-    /// Send `signal` (`"TERM"`, `"INT"`, `"QUIT"`, ...) with `kill`.
-    pub fn signal(&self, signal: &str) {
-        let ok = Command::new("kill")
-            .args([format!("-{signal}"), self.pid().to_string()])
+    /// Send a signal (`TERM`, `INT`, `QUIT`, `STOP`, `CONT`, ...) with `kill`; panics if it
+    /// cannot be sent.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.pid().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
             .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{signal} {}", self.pid());
+            .expect("kill runs");
+        assert!(status.success(), "kill -{sig} {pid}");
     }
 
     /// The exit status, once the process has exited.
     pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().unwrap()
+    }
+
+    /// Stop gracefully (SIGTERM, as the kubelet does) and wait for the exit.
+    pub fn terminate(self) -> (std::process::ExitStatus, String) {
+        self.signal("TERM");
+        self.wait_exit()
     }
 
     /// Kill the process at once (SIGKILL), as a crashed node would.
@@ -471,6 +625,22 @@ pub fn get(
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("bad response: {:?}", String::from_utf8_lossy(&raw)),
+        )
+    })
+}
+
+/// Send `raw` (a whole request, body included, with `Connection: close`) on a new connection
+/// and read the response to the end.
+pub fn exchange(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.write_all(raw)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    parse_response(&out).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad response: {:?}", String::from_utf8_lossy(&out)),
         )
     })
 }

@@ -2,13 +2,15 @@
 //! runs it with etcd on loopback, `stop.sh` stops it. Nothing here skips: if the server cannot
 //! be built or started, the test fails with the scripts' output.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::poll;
+use super::{poll, run_for};
+
+/// Deadline of one kubectl call.
+const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -18,10 +20,12 @@ fn repo() -> PathBuf {
 fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let out = Command::new(repo().join("testenv/build.sh"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("testenv/build.sh runs");
+        // Cached: well under a second; cold: about 6 minutes on 2 cores.
+        let out = run_for(
+            &mut Command::new(repo().join("testenv/build.sh")),
+            Duration::from_secs(30 * 60),
+            None,
+        );
         assert!(
             out.status.success(),
             "testenv/build.sh failed:\n{}",
@@ -49,13 +53,15 @@ impl TestEnv {
     pub fn start() -> TestEnv {
         let bin = binary();
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(repo().join("testenv/start.sh"))
-            .arg(dir.path())
-            .env("WEIR_TESTENV_APISERVER", bin)
-            .env("WEIR_TESTENV_APISERVER_ARGS", "--watch-cache=false")
-            .stdin(Stdio::null())
-            .output()
-            .expect("testenv/start.sh runs");
+        // start.sh waits for readiness itself (WEIR_TESTENV_TIMEOUT, 60 s by default).
+        let out = run_for(
+            Command::new(repo().join("testenv/start.sh"))
+                .arg(dir.path())
+                .env("WEIR_TESTENV_APISERVER", bin)
+                .env("WEIR_TESTENV_APISERVER_ARGS", "--watch-cache=false"),
+            Duration::from_secs(120),
+            None,
+        );
         assert!(
             out.status.success(),
             "testenv/start.sh failed:\n{}",
@@ -77,28 +83,17 @@ impl TestEnv {
     }
 
     fn kubectl_in(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl is installed");
-        if let Some(text) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
+        // The server answers in milliseconds; the request timeout ends a call to a server that
+        // stopped answering, the process deadline a kubectl that hangs anyway.
+        let out = run_for(
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .arg("--request-timeout=20s")
+                .args(args),
+            KUBECTL_TIMEOUT,
+            stdin.map(str::as_bytes),
+        );
         assert!(
             out.status.success(),
             "kubectl {args:?} failed:\n{}{}",
@@ -206,14 +201,16 @@ impl TestEnv {
                 "API server down"
             },
             || {
-                let ok = Command::new("kubectl")
-                    .arg("--kubeconfig")
-                    .arg(&self.kubeconfig)
-                    .args(["get", "--raw", "/readyz", "--request-timeout=2s"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
+                let ok = run_for(
+                    Command::new("kubectl")
+                        .arg("--kubeconfig")
+                        .arg(&self.kubeconfig)
+                        .args(["get", "--raw", "/readyz", "--request-timeout=2s"]),
+                    KUBECTL_TIMEOUT,
+                    None,
+                )
+                .status
+                .success();
                 (ok == up).then_some(())
             },
         );
@@ -231,10 +228,20 @@ impl TestEnv {
             .expect("etcd client URL")
             .clone();
         let post = |path: &str, body: &str| -> String {
-            let out = Command::new("curl")
-                .args(["-sf", "-X", "POST", &format!("{url}{path}"), "-d", body])
-                .output()
-                .expect("curl runs");
+            let out = run_for(
+                Command::new("curl").args([
+                    "-sf",
+                    "--max-time",
+                    "20",
+                    "-X",
+                    "POST",
+                    &format!("{url}{path}"),
+                    "-d",
+                    body,
+                ]),
+                Duration::from_secs(30),
+                None,
+            );
             assert!(
                 out.status.success(),
                 "etcd {path} failed: {}",
@@ -257,6 +264,7 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        // stop.sh sends SIGKILL after 10 s itself.
         let _ = Command::new(repo().join("testenv/stop.sh"))
             .arg(self.dir.path())
             .stdin(Stdio::null())
