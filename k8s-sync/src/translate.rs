@@ -14,8 +14,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use proxy_core::snapshot::validate_rule;
 use proxy_core::{
-    BuildError, DefaultRoute, PathKind, PoolCache, PoolKey, Route, RouteMeta, RouteOrder,
-    RoutePolicy, SnapshotBuilder, Target,
+    AccessList, BuildError, DefaultRoute, HttpsRedirect, PathKind, PoolCache, PoolKey, Refusal,
+    Route, RouteMeta, RouteOrder, RoutePolicy, SnapshotBuilder, Target,
 };
 
 use crate::objects::{ObjectSet, SERVICE_NAME_LABEL};
@@ -605,14 +605,21 @@ pub fn translate(
             }
             let tls_host = host.is_some_and(|h| tls_covers(settings.tls_hosts, h));
             let a = &ing.annotations;
+            let redirect = a.force_ssl_redirect
+                || (tls_host && a.ssl_redirect.unwrap_or(settings.ssl_redirect));
+            let lists = !a.allow_source.is_empty() || !a.deny_source.is_empty();
             let p = Arc::new(RoutePolicy {
-                tls_host,
-                redirect_to_https: a.force_ssl_redirect
-                    || (tls_host && a.ssl_redirect.unwrap_or(settings.ssl_redirect)),
-                preserve_trailing_slash: a.preserve_trailing_slash,
-                allow_source: a.allow_source.clone(),
-                deny_source: a.deny_source.clone(),
-                denied: a.denied,
+                hsts: tls_host,
+                https_redirect: redirect.then_some(HttpsRedirect {
+                    preserve_trailing_slash: a.preserve_trailing_slash,
+                }),
+                access: lists.then(|| AccessList {
+                    allow: a.allow_source.clone(),
+                    deny: a.deny_source.clone(),
+                }),
+                refusal: a.denied.then(|| Refusal {
+                    reason: a.problems.join("; ").into(),
+                }),
                 ..settings.base_policy.clone()
             });
             host_policies.push((host.map(str::to_string), p.clone()));

@@ -41,6 +41,8 @@ pub mod client_ip;
 pub mod edge;
 pub mod metrics;
 pub mod model;
+mod pages;
+pub mod policy;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod routing;
@@ -49,8 +51,10 @@ pub mod tls;
 pub mod upstream;
 
 pub use metrics::ProxyMetrics;
-pub use model::{
-    DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, RoutePolicy, ServerPolicy, Target,
+pub use model::{DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, ServerPolicy, Target};
+pub use policy::{
+    AccessList, HttpsRedirect, LocalResponse, Phase, Refusal, RoutePolicy, RouteStep, StepOutcome,
+    StepRequest, Steps, UpstreamPolicy,
 };
 pub use proxy::WeirProxy;
 pub use routing::{RouteId, RouteTable};

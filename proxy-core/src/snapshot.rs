@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::model::{
-    DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, RoutePolicy, ServerPolicy, Target,
-};
+use crate::model::{DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, ServerPolicy, Target};
+use crate::policy::RoutePolicy;
 use crate::routing::{
     ascii_lowercase, prefix_key, valid_rule_host, RouteId, RouteTable, VirtualHost,
 };
