@@ -64,3 +64,6 @@ pub use upstream::{Pool, PoolCache, PoolKey};
 
 /// Re-export of the Pingora version this crate is built on.
 pub use pingora;
+
+/// The attribute for implementing [`RouteStep`] (its `on_request` is an `async fn`).
+pub use async_trait::async_trait;
