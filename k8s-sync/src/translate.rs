@@ -636,7 +636,6 @@ pub fn translate(
                     service: b.service.as_str().into(),
                     path: "/".into(),
                     canary: false,
-                    series: Default::default(),
                 },
                 policy: policy.clone(),
             }
@@ -661,7 +660,6 @@ pub fn translate(
                     service: rule.backend.service.as_str().into(),
                     path: rule.path.as_str().into(),
                     canary: false,
-                    series: Default::default(),
                 },
                 policy: policy_for(rule.host.as_deref()),
                 order: ing.order.clone(),

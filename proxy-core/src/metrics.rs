@@ -105,7 +105,7 @@ impl ProxyMetrics {
 
 /// The series of one route for one (status, method): resolved once, then updated without
 /// hashing label strings on every request.
-pub struct RouteSeries {
+pub(crate) struct RouteSeries {
     /// `requests`.
     pub requests: IntCounter,
     /// `request_duration_seconds`.
@@ -120,10 +120,10 @@ pub struct RouteSeries {
     pub response_size: Histogram,
 }
 
-/// Per-route cache of [`RouteSeries`], kept in the route's metadata (so it lives as long as the
-/// snapshot). Equality and hashing ignore it: it is a cache, not configuration.
-#[derive(Default, Clone)]
-pub struct SeriesCache(Arc<RwLock<Vec<CachedSeries>>>);
+/// The [`RouteSeries`] of one route of one virtual host, kept by the snapshot (so they live as
+/// long as it does), one cache per route, per virtual host fallback and for the default route.
+#[derive(Default)]
+pub(crate) struct SeriesCache(RwLock<Vec<CachedSeries>>);
 
 /// One cache entry: status, method, series.
 type CachedSeries = (u16, http::Method, Arc<RouteSeries>);
@@ -134,25 +134,13 @@ impl std::fmt::Debug for SeriesCache {
     }
 }
 
-impl PartialEq for SeriesCache {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for SeriesCache {}
-
-impl std::hash::Hash for SeriesCache {
-    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
-}
-
 /// Most distinct (status, method) pairs cached per route; beyond that, labels are looked up.
 const SERIES_PER_ROUTE: usize = 32;
 
 impl SeriesCache {
     /// The series for `status` and `method`, resolving `labels` (in [`REQUEST_LABELS`] order)
     /// only the first time.
-    pub fn get(
+    pub(crate) fn get(
         &self,
         metrics: &ProxyMetrics,
         status: u16,

@@ -55,8 +55,6 @@ pub struct RouteMeta {
     pub path: Arc<str>,
     /// Whether the route is a canary (metric label).
     pub canary: bool,
-    /// This route's resolved metric series (a cache; not configuration).
-    pub series: crate::metrics::SeriesCache,
 }
 
 /// Where a matched request goes.

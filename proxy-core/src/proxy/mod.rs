@@ -398,26 +398,28 @@ impl ProxyHttp for WeirProxy {
         };
         let resolved = snapshot.resolve(ctx.route);
         let req = session.req_header();
-        let series = resolved.meta.series.get(metrics, status, &req.method, || {
-            let status_text = http::StatusCode::from_u16(status)
-                .map(|c| c.as_str().to_string())
-                .unwrap_or_else(|_| status.to_string());
-            let meta = resolved.meta;
-            [
-                status_text,
-                req.method.as_str().to_string(),
-                meta.path.to_string(),
-                meta.namespace.to_string(),
-                meta.ingress.to_string(),
-                meta.service.to_string(),
-                resolved.host.to_string(),
-                if meta.canary {
-                    meta.service.to_string()
-                } else {
-                    String::new()
-                },
-            ]
-        });
+        let series = snapshot
+            .series(ctx.route)
+            .get(metrics, status, &req.method, || {
+                let status_text = http::StatusCode::from_u16(status)
+                    .map(|c| c.as_str().to_string())
+                    .unwrap_or_else(|_| status.to_string());
+                let meta = resolved.meta;
+                [
+                    status_text,
+                    req.method.as_str().to_string(),
+                    meta.path.to_string(),
+                    meta.namespace.to_string(),
+                    meta.ingress.to_string(),
+                    meta.service.to_string(),
+                    resolved.host.to_string(),
+                    if meta.canary {
+                        meta.service.to_string()
+                    } else {
+                        String::new()
+                    },
+                ]
+            });
         series.requests.inc();
         series
             .request_duration
