@@ -44,12 +44,12 @@ pub mod model;
 mod pages;
 pub mod policy;
 pub mod proxy;
-pub mod proxy_protocol;
 pub mod routing;
 pub mod snapshot;
 pub mod tls;
 pub mod upstream;
 
+pub use edge::SniResolver;
 pub use metrics::ProxyMetrics;
 pub use model::{DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, ServerPolicy, Target};
 pub use policy::{
@@ -59,7 +59,7 @@ pub use policy::{
 pub use proxy::WeirProxy;
 pub use routing::{RouteId, RouteTable};
 pub use snapshot::{AddOutcome, BuildError, Resolved, Snapshot, SnapshotBuilder, SnapshotHandle};
-pub use tls::{CertError, CertIndex, SniResolver, TlsCert};
+pub use tls::{CertError, CertIndex, TlsCert};
 pub use upstream::{Pool, PoolCache, PoolKey};
 
 /// Re-export of the Pingora version this crate is built on.

@@ -1,7 +1,13 @@
 //! The connection edge: what happens between `accept()` and HTTP. Pingora has no PROXY protocol,
 //! so listeners are plain TCP and this app does, per connection: the PROXY protocol header when
 //! the snapshot says so (the client address then comes from it), the TLS handshake with the
-//! snapshot's per-SNI certificates on TLS listeners, then hands the stream to the HTTP proxy.
+//! snapshot's per-SNI certificates on TLS listeners ([`SniResolver`]), then hands the stream to
+//! the HTTP proxy.
+
+pub mod proxy_protocol;
+mod sni;
+
+pub use sni::SniResolver;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +22,8 @@ use pingora::protocols::{SocketDigest, Stream};
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounterVec, Opts, Registry};
 
-use crate::proxy_protocol::read_header;
 use crate::snapshot::SnapshotHandle;
+use proxy_protocol::read_header;
 
 /// How long a client has to send its PROXY protocol header.
 pub const PROXY_PROTOCOL_TIMEOUT: Duration = Duration::from_secs(5);
