@@ -10,8 +10,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use proxy_core::client_ip::parse_cidrs;
-use proxy_core::{RoutePolicy, ServerPolicy};
+use proxy_core::{parse_cidrs, RoutePolicy, ServerPolicy};
 
 /// The global options Weir applies.
 #[derive(Debug, Clone, PartialEq, Eq)]

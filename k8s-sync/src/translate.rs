@@ -12,10 +12,9 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
-use proxy_core::snapshot::validate_rule;
 use proxy_core::{
-    AccessList, BuildError, DefaultRoute, HttpsRedirect, PathKind, PoolCache, PoolKey, Refusal,
-    Route, RouteMeta, RouteOrder, RoutePolicy, SnapshotBuilder, Target,
+    validate_rule, AccessList, BuildError, DefaultRoute, HttpsRedirect, PathKind, PoolCache,
+    PoolKey, Refusal, Route, RouteMeta, RouteOrder, RoutePolicy, SnapshotBuilder, Target,
 };
 
 use crate::objects::{ObjectSet, SERVICE_NAME_LABEL};
@@ -180,7 +179,7 @@ impl IngressAnnotations {
                     None => out.problems.push(format!("annotation {k}: expected \"true\" or \"false\", got {v:?}; ignored")),
                 },
                 "whitelist-source-range" | "allowlist-source-range" | "denylist-source-range" => {
-                    match proxy_core::client_ip::parse_cidrs(v) {
+                    match proxy_core::parse_cidrs(v) {
                         Ok(nets) if name == "denylist-source-range" => out.deny_source = nets,
                         Ok(nets) => out.allow_source = nets,
                         Err(e) => {

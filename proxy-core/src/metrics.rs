@@ -9,10 +9,10 @@ use prometheus::{
 };
 
 /// Prefix shared by all metrics that keep ingress-nginx's names.
-pub const NAMESPACE: &str = "nginx_ingress_controller";
+pub const METRICS_NAMESPACE: &str = "nginx_ingress_controller";
 
 /// Per-request label names, in the order values are passed.
-pub const REQUEST_LABELS: [&str; 8] = [
+const REQUEST_LABELS: [&str; 8] = [
     "status",
     "method",
     "path",
@@ -24,11 +24,11 @@ pub const REQUEST_LABELS: [&str; 8] = [
 ];
 
 /// Duration buckets (seconds), as ingress-nginx's `--time-buckets` default.
-pub const TIME_BUCKETS: [f64; 11] = [
+const TIME_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Size buckets (bytes), as ingress-nginx's `--size-buckets` default.
-pub const SIZE_BUCKETS: [f64; 7] = [10.0, 100.0, 1000.0, 10000.0, 100000.0, 1e6, 1e7];
+const SIZE_BUCKETS: [f64; 7] = [10.0, 100.0, 1000.0, 10000.0, 100000.0, 1e6, 1e7];
 
 /// Request metrics, registered into a caller-provided registry.
 #[derive(Clone)]
@@ -57,7 +57,7 @@ impl ProxyMetrics {
         let hist = |name: &str, help: &str, buckets: &[f64]| -> prometheus::Result<HistogramVec> {
             let h = HistogramVec::new(
                 HistogramOpts::new(name, help)
-                    .namespace(NAMESPACE)
+                    .namespace(METRICS_NAMESPACE)
                     .const_labels(const_labels.clone())
                     .buckets(buckets.to_vec()),
                 &REQUEST_LABELS,
@@ -67,7 +67,7 @@ impl ProxyMetrics {
         };
         let requests = IntCounterVec::new(
             Opts::new("requests", "The total number of client requests")
-                .namespace(NAMESPACE)
+                .namespace(METRICS_NAMESPACE)
                 .const_labels(const_labels.clone()),
             &REQUEST_LABELS,
         )?;

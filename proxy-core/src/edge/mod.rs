@@ -4,9 +4,10 @@
 //! snapshot's per-SNI certificates on TLS listeners ([`SniResolver`]), then hands the stream to
 //! the HTTP proxy.
 
-pub mod proxy_protocol;
+mod proxy_protocol;
 mod sni;
 
+pub use proxy_protocol::{read_proxy_header, ProxyHeader, ProxyProtocolError, PROXY_V1_MAX_LEN};
 pub use sni::SniResolver;
 
 use std::sync::Arc;
@@ -23,7 +24,6 @@ use pingora::server::ShutdownWatch;
 use prometheus::{IntCounterVec, Opts, Registry};
 
 use crate::snapshot::SnapshotHandle;
-use proxy_protocol::read_header;
 
 /// How long a client has to send its PROXY protocol header.
 pub const PROXY_PROTOCOL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -119,7 +119,7 @@ impl<A> EdgeApp<A> {
     /// The PROXY protocol header and the TLS handshake; `None` when the connection failed them.
     async fn prepare(&self, mut io: Stream, proxy_protocol: bool) -> Option<Stream> {
         if proxy_protocol {
-            match read_header(&mut io, PROXY_PROTOCOL_TIMEOUT).await {
+            match read_proxy_header(&mut io, PROXY_PROTOCOL_TIMEOUT).await {
                 Ok(header) => {
                     // As nginx: the header's source is the client address only when the sender
                     // (the load balancer) is trusted by `proxy-real-ip-cidr`.

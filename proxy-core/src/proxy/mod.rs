@@ -1,7 +1,7 @@
 //! The Pingora `ProxyHttp` implementation. Each hook is thin and delegates to a named module;
 //! route policy is applied by the phases of [`crate::policy`].
 
-pub mod headers;
+mod headers;
 mod local;
 mod upgrade;
 
@@ -451,7 +451,7 @@ impl ProxyHttp for WeirProxy {
 
 /// The status sent for a request that failed: as nginx, 504 when the upstream timed out, 502 for
 /// other upstream failures, nothing when the client went away.
-pub fn error_status(e: &Error) -> u16 {
+pub(crate) fn error_status(e: &Error) -> u16 {
     match (e.etype(), e.esource()) {
         (ErrorType::HTTPStatus(code), _) => *code,
         (
