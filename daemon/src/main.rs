@@ -16,8 +16,9 @@ use clap::Parser;
 use k8s_sync::{ManifestDir, SyncMetrics, Syncer};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
-use proxy_core::edge::{EdgeApp, EdgeMetrics};
-use proxy_core::{ProxyMetrics, SnapshotHandle, SniResolver, TlsCert, WeirProxy};
+use proxy_core::{
+    EdgeApp, EdgeMetrics, ProxyMetrics, SnapshotHandle, SniResolver, TlsCert, WeirProxy,
+};
 
 use crate::cli::Cli;
 

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
-use proxy_core::snapshot::validate_rule;
+use proxy_core::validate_rule;
 use proxy_core::{BuildError, PathKind, RouteOrder};
 
 use crate::annotations::IngressAnnotations;

@@ -10,8 +10,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use proxy_core::client_ip::parse_cidrs;
-use proxy_core::{RoutePolicy, ServerPolicy};
+use proxy_core::{parse_cidrs, RoutePolicy, ServerPolicy};
 
 /// The global options Weir applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,12 +138,18 @@ impl GlobalConfig {
                         )
                     }
                 }),
-                "proxy-connect-timeout" => seconds(value).map(|d| cfg.policy.connect_timeout = d),
-                "proxy-read-timeout" => seconds(value).map(|d| cfg.policy.read_timeout = d),
-                "proxy-send-timeout" => seconds(value).map(|d| cfg.policy.send_timeout = d),
+                "proxy-connect-timeout" => {
+                    seconds(value).map(|d| cfg.policy.upstream.connect_timeout = d)
+                }
+                "proxy-read-timeout" => {
+                    seconds(value).map(|d| cfg.policy.upstream.read_timeout = d)
+                }
+                "proxy-send-timeout" => {
+                    seconds(value).map(|d| cfg.policy.upstream.send_timeout = d)
+                }
                 "proxy-next-upstream-tries" => match value.trim().parse::<u8>() {
                     Ok(n) if n >= 1 => {
-                        cfg.policy.next_upstream_tries = n;
+                        cfg.policy.upstream.next_upstream_tries = n;
                         Ok(())
                     }
                     _ => Err(format!(
@@ -195,10 +200,10 @@ mod tests {
             ("proxy-next-upstream-tries", "5"),
         ])));
         assert!(p.is_empty(), "{p:?}");
-        assert_eq!(c.policy.connect_timeout, Duration::from_secs(2));
-        assert_eq!(c.policy.read_timeout, Duration::from_secs(120));
-        assert_eq!(c.policy.send_timeout, Duration::from_secs(30));
-        assert_eq!(c.policy.next_upstream_tries, 5);
+        assert_eq!(c.policy.upstream.connect_timeout, Duration::from_secs(2));
+        assert_eq!(c.policy.upstream.read_timeout, Duration::from_secs(120));
+        assert_eq!(c.policy.upstream.send_timeout, Duration::from_secs(30));
+        assert_eq!(c.policy.upstream.next_upstream_tries, 5);
     }
 
     #[test]

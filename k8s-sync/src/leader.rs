@@ -64,7 +64,7 @@ pub fn register_metric(
             "leader_election_status",
             "Gauge reporting status of the leader election, 0 indicates follower, 1 indicates leader.",
         )
-        .namespace(proxy_core::metrics::NAMESPACE)
+        .namespace(proxy_core::METRICS_NAMESPACE)
         .const_labels(const_labels.clone()),
         &["name"],
     )?;

@@ -6,7 +6,7 @@ use prometheus::{
     Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
-const NS: &str = proxy_core::metrics::NAMESPACE;
+const NS: &str = proxy_core::METRICS_NAMESPACE;
 
 /// Configuration-sync metrics, registered into a caller-provided registry.
 #[derive(Clone)]

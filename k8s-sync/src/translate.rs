@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use proxy_core::{
-    DefaultRoute, PoolCache, Route, RouteMeta, RouteOrder, RoutePolicy, SnapshotBuilder,
+    DefaultRoute, PoolCache, Refusal, Route, RouteMeta, RouteOrder, RoutePolicy, SnapshotBuilder,
 };
 
 use crate::admission::{BackendRef, PortRef, ValidIngress};
@@ -49,10 +49,10 @@ impl<'a> IngressPolicies<'a> {
     fn new(ingress: &'a ValidIngress, settings: &'a TranslateSettings<'a>) -> Self {
         let a = &ingress.annotations;
         let base = Arc::new(RoutePolicy {
-            preserve_trailing_slash: a.redirect.preserve_trailing_slash,
-            allow_source: a.access.allow.clone(),
-            deny_source: a.access.deny.clone(),
-            denied: a.refusal.is_some(),
+            access: (!a.access.is_empty()).then(|| a.access.clone()),
+            refusal: a.refusal.as_ref().map(|reason| Refusal {
+                reason: reason.as_str().into(),
+            }),
             ..settings.base_policy.clone()
         });
         IngressPolicies {
@@ -70,15 +70,15 @@ impl<'a> IngressPolicies<'a> {
             return p.clone();
         }
         let tls_host = host.is_some_and(|h| tls_covers(self.settings.tls_hosts, h));
-        let redirect_to_https = self
+        let https_redirect = self
             .ingress
             .annotations
             .redirect
-            .redirects(tls_host, self.settings.ssl_redirect);
-        let p = if tls_host || redirect_to_https {
+            .policy(tls_host, self.settings.ssl_redirect);
+        let p = if tls_host || https_redirect.is_some() {
             Arc::new(RoutePolicy {
-                tls_host,
-                redirect_to_https,
+                hsts: tls_host,
+                https_redirect,
                 ..(*self.base).clone()
             })
         } else {
@@ -210,7 +210,6 @@ pub fn translate(
                     service,
                     path: "/".into(),
                     canary: false,
-                    series: Default::default(),
                 },
                 policy,
             }
@@ -236,7 +235,6 @@ pub fn translate(
                     service: rule.backend.service.as_str().into(),
                     path: rule.path.as_str().into(),
                     canary: false,
-                    series: Default::default(),
                 },
                 policy: policies.for_host(rule.host.as_deref()),
                 order: ing.order.clone(),

@@ -119,7 +119,7 @@ proptest! {
                     continue;
                 }
                 let owner: usize = r.meta.ingress[1..].parse().unwrap();
-                let status = proxy_core::proxy::access::check(r.policy, client);
+                let status = r.policy.access_status(client).map(|s| s.as_u16());
                 if ings[owner].refusing {
                     prop_assert_eq!(status, Some(503), "{}{} served by refusing Ingress i{}", host, path, owner);
                 } else if ings[owner].allow_list {

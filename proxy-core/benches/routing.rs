@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode};
-use proxy_core::routing::{normalize_host, normalize_path};
 use proxy_core::{
-    PathKind, Pool, Route, RouteMeta, RouteOrder, RoutePolicy, Snapshot, SnapshotBuilder, Target,
+    normalize_host, normalize_path, PathKind, Pool, Route, RouteMeta, RouteOrder, RoutePolicy,
+    Snapshot, SnapshotBuilder, Target,
 };
 
 /// The allocator of the `weir` binary, so that the numbers are the daemon's.

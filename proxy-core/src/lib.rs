@@ -4,17 +4,23 @@
 //! gateway on [Pingora](https://github.com/cloudflare/pingora). It has no Kubernetes types.
 //!
 //! The data flow:
-//! 1. describe routes with the [model] types and collect them in a [`SnapshotBuilder`];
-//!    upstream endpoints live in [`Pool`]s (reuse them across builds with a [`PoolCache`]);
+//! 1. describe routes ([`Route`], [`DefaultRoute`]) and their [`RoutePolicy`], and collect them
+//!    in a [`SnapshotBuilder`]; upstream endpoints live in [`Pool`]s (reuse them across builds
+//!    with a [`PoolCache`]);
 //! 2. [`SnapshotBuilder::build`] indexes everything into an immutable [`Snapshot`];
 //! 3. publish it with [`SnapshotHandle::store`]: one atomic swap, requests in flight keep the
 //!    snapshot they loaded;
 //! 4. [`WeirProxy`] is a `pingora::proxy::ProxyHttp` that loads the snapshot once per request,
-//!    matches host and path ([`routing`]), and forwards to a pool endpoint with the
-//!    ingress-nginx headers; unmatched requests get the built-in 404, empty pools a 503.
+//!    matches host and path ([`RouteTable`]), applies the route's policy in nginx's phase order
+//!    ([`policy`]), and forwards to a pool endpoint with the ingress-nginx headers; unmatched
+//!    requests get the built-in 404, empty pools a 503;
+//! 5. optionally, [`EdgeApp`] wraps the HTTP app for PROXY protocol and TLS with per-SNI
+//!    certificates ([`SniResolver`], [`CertIndex`]).
 //!
-//! Routing semantics (Kubernetes `networking.k8s.io/v1` plus ingress-nginx's choices) are
-//! described in [`routing`]. A complete program is in `examples/embed.rs`:
+//! Every public item is re-exported here, at one path (`proxy_core::X`); the [`policy`] module
+//! also holds the policy pieces and documents their order. A gateway adds its own per-route
+//! pieces as [`RouteStep`]s. Complete programs are in `examples/embed.rs` and
+//! `examples/api_key.rs`; the guide is `docs/embedding.md`.
 //!
 //! ```no_run
 //! use proxy_core::{PathKind, Pool, Route, RouteMeta, SnapshotBuilder, SnapshotHandle, Target};
@@ -37,26 +43,49 @@
 //! # let _ = proxy;
 //! ```
 
-pub mod client_ip;
-pub mod edge;
-pub mod metrics;
-pub mod model;
-pub mod proxy;
-pub mod proxy_protocol;
-pub mod routing;
-pub mod snapshot;
-pub mod tls;
-pub mod upstream;
+mod client_ip;
+mod edge;
+mod metrics;
+mod model;
+mod pages;
+pub mod policy;
+mod proxy;
+mod routing;
+mod snapshot;
+mod tls;
+mod upstream;
 
-pub use metrics::ProxyMetrics;
-pub use model::{
-    DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, RoutePolicy, ServerPolicy, Target,
+// The route model.
+pub use model::{DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, ServerPolicy, Target};
+
+// Route policy (its home is the `policy` module).
+#[doc(no_inline)]
+pub use policy::{
+    AccessList, HttpsRedirect, LocalResponse, Phase, Refusal, RoutePolicy, RouteStep, StepOutcome,
+    StepRequest, Steps, UpstreamPolicy,
 };
-pub use proxy::WeirProxy;
-pub use routing::{RouteId, RouteTable};
-pub use snapshot::{AddOutcome, BuildError, Resolved, Snapshot, SnapshotBuilder, SnapshotHandle};
-pub use tls::{CertError, CertIndex, SniResolver, TlsCert};
+
+// Snapshots and routing.
+pub use routing::{normalize_host, normalize_path, BadPath, RouteId, RouteTable, VirtualHost};
+pub use snapshot::{
+    validate_rule, AddOutcome, BuildError, Resolved, Snapshot, SnapshotBuilder, SnapshotHandle,
+};
 pub use upstream::{Pool, PoolCache, PoolKey};
+
+// The proxy and its metrics.
+pub use metrics::{ProxyMetrics, METRICS_NAMESPACE};
+pub use proxy::{RequestCtx, WeirProxy};
+
+// The listener edge: PROXY protocol, TLS, client address.
+pub use client_ip::{parse_cidrs, ClientIpConfig};
+pub use edge::{
+    read_proxy_header, EdgeApp, EdgeMetrics, ProxyHeader, ProxyProtocolError, SniResolver,
+    PROXY_PROTOCOL_TIMEOUT, PROXY_V1_MAX_LEN,
+};
+pub use tls::{CertError, CertIndex, TlsCert};
 
 /// Re-export of the Pingora version this crate is built on.
 pub use pingora;
+
+/// The attribute for implementing [`RouteStep`] (its `on_request` is an `async fn`).
+pub use async_trait::async_trait;

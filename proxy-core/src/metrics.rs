@@ -9,10 +9,10 @@ use prometheus::{
 };
 
 /// Prefix shared by all metrics that keep ingress-nginx's names.
-pub const NAMESPACE: &str = "nginx_ingress_controller";
+pub const METRICS_NAMESPACE: &str = "nginx_ingress_controller";
 
 /// Per-request label names, in the order values are passed.
-pub const REQUEST_LABELS: [&str; 8] = [
+const REQUEST_LABELS: [&str; 8] = [
     "status",
     "method",
     "path",
@@ -24,11 +24,11 @@ pub const REQUEST_LABELS: [&str; 8] = [
 ];
 
 /// Duration buckets (seconds), as ingress-nginx's `--time-buckets` default.
-pub const TIME_BUCKETS: [f64; 11] = [
+const TIME_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Size buckets (bytes), as ingress-nginx's `--size-buckets` default.
-pub const SIZE_BUCKETS: [f64; 7] = [10.0, 100.0, 1000.0, 10000.0, 100000.0, 1e6, 1e7];
+const SIZE_BUCKETS: [f64; 7] = [10.0, 100.0, 1000.0, 10000.0, 100000.0, 1e6, 1e7];
 
 /// Request metrics, registered into a caller-provided registry.
 #[derive(Clone)]
@@ -57,7 +57,7 @@ impl ProxyMetrics {
         let hist = |name: &str, help: &str, buckets: &[f64]| -> prometheus::Result<HistogramVec> {
             let h = HistogramVec::new(
                 HistogramOpts::new(name, help)
-                    .namespace(NAMESPACE)
+                    .namespace(METRICS_NAMESPACE)
                     .const_labels(const_labels.clone())
                     .buckets(buckets.to_vec()),
                 &REQUEST_LABELS,
@@ -67,7 +67,7 @@ impl ProxyMetrics {
         };
         let requests = IntCounterVec::new(
             Opts::new("requests", "The total number of client requests")
-                .namespace(NAMESPACE)
+                .namespace(METRICS_NAMESPACE)
                 .const_labels(const_labels.clone()),
             &REQUEST_LABELS,
         )?;
@@ -105,7 +105,7 @@ impl ProxyMetrics {
 
 /// The series of one route for one (status, method): resolved once, then updated without
 /// hashing label strings on every request.
-pub struct RouteSeries {
+pub(crate) struct RouteSeries {
     /// `requests`.
     pub requests: IntCounter,
     /// `request_duration_seconds`.
@@ -120,10 +120,10 @@ pub struct RouteSeries {
     pub response_size: Histogram,
 }
 
-/// Per-route cache of [`RouteSeries`], kept in the route's metadata (so it lives as long as the
-/// snapshot). Equality and hashing ignore it: it is a cache, not configuration.
-#[derive(Default, Clone)]
-pub struct SeriesCache(Arc<RwLock<Vec<CachedSeries>>>);
+/// The [`RouteSeries`] of one route of one virtual host, kept by the snapshot (so they live as
+/// long as it does), one cache per route, per virtual host fallback and for the default route.
+#[derive(Default)]
+pub(crate) struct SeriesCache(RwLock<Vec<CachedSeries>>);
 
 /// One cache entry: status, method, series.
 type CachedSeries = (u16, http::Method, Arc<RouteSeries>);
@@ -134,25 +134,13 @@ impl std::fmt::Debug for SeriesCache {
     }
 }
 
-impl PartialEq for SeriesCache {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for SeriesCache {}
-
-impl std::hash::Hash for SeriesCache {
-    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
-}
-
 /// Most distinct (status, method) pairs cached per route; beyond that, labels are looked up.
 const SERIES_PER_ROUTE: usize = 32;
 
 impl SeriesCache {
     /// The series for `status` and `method`, resolving `labels` (in [`REQUEST_LABELS`] order)
     /// only the first time.
-    pub fn get(
+    pub(crate) fn get(
         &self,
         metrics: &ProxyMetrics,
         status: u16,

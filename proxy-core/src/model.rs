@@ -1,10 +1,9 @@
 //! The route model: what a snapshot is built from. No Kubernetes types here.
 
+use crate::policy::RoutePolicy;
+use crate::upstream::Pool;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
-
-use crate::upstream::Pool;
 
 /// How a rule's path is compared with the request path (Kubernetes `pathType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,51 +55,6 @@ pub struct RouteMeta {
     pub path: Arc<str>,
     /// Whether the route is a canary (metric label).
     pub canary: bool,
-    /// This route's resolved metric series (a cache; not configuration).
-    pub series: crate::metrics::SeriesCache,
-}
-
-/// Per-route traffic policy. Fields are filled in as features land; the defaults match ingress-nginx.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RoutePolicy {
-    /// Upstream connect timeout (`proxy-connect-timeout`, default 5 s).
-    pub connect_timeout: Duration,
-    /// Upstream read timeout (`proxy-read-timeout`, default 60 s).
-    pub read_timeout: Duration,
-    /// Upstream write timeout (`proxy-send-timeout`, default 60 s).
-    pub send_timeout: Duration,
-    /// How many endpoints to try when connecting fails (`proxy-next-upstream-tries`, default 3).
-    pub next_upstream_tries: u8,
-    /// Plain-HTTP requests get a 308 to `https://` (`ssl-redirect` on a host with TLS, or
-    /// `force-ssl-redirect`).
-    pub redirect_to_https: bool,
-    /// Keep a trailing slash in that redirect (`preserve-trailing-slash`).
-    pub preserve_trailing_slash: bool,
-    /// The host has TLS configured: HTTPS responses carry the HSTS header (when enabled).
-    pub tls_host: bool,
-    /// Only these client networks are allowed (`whitelist-source-range`); empty = everyone.
-    pub allow_source: Vec<ipnet::IpNet>,
-    /// These client networks get 403 (`denylist-source-range`).
-    pub deny_source: Vec<ipnet::IpNet>,
-    /// The route's configuration is broken in a way that must not fail open: answer 503.
-    pub denied: bool,
-}
-
-impl Default for RoutePolicy {
-    fn default() -> Self {
-        RoutePolicy {
-            connect_timeout: Duration::from_secs(5),
-            read_timeout: Duration::from_secs(60),
-            send_timeout: Duration::from_secs(60),
-            next_upstream_tries: 3,
-            redirect_to_https: false,
-            preserve_trailing_slash: false,
-            tls_host: false,
-            allow_source: Vec::new(),
-            deny_source: Vec::new(),
-            denied: false,
-        }
-    }
 }
 
 /// Where a matched request goes.

@@ -1,15 +1,4 @@
-//! The pure matcher: host and path lookup over an indexed route table. No I/O.
-//!
-//! Semantics follow Kubernetes `networking.k8s.io/v1` and ingress-nginx:
-//! - hosts: exact names beat a single-label leading wildcard (`*.foo.com` matches `a.foo.com`, not
-//!   `a.b.foo.com` nor `foo.com`), which beats rules without a host;
-//! - paths: the longest matching rule wins; at equal length `Exact` beats `Prefix` beats
-//!   `ImplementationSpecific` (a plain string prefix, as in ingress-nginx);
-//! - a host whose paths do not match falls back to its own default (if any), then to the table's
-//!   default route. Hosts never fall through to rules of other hosts.
-//!
-//! Lookup cost is independent of the number of hosts (hash indexes) and of the number of paths per
-//! host (one hash probe per path segment, plus one per distinct `ImplementationSpecific` length).
+//! The pure matcher: host and path lookup over an indexed route table ([`RouteTable`]). No I/O.
 
 use std::borrow::Cow;
 /// Route and host indexes: the keys come from configuration, lookups from requests; aHash with
@@ -179,6 +168,17 @@ impl<'a> Iterator for PrefixCandidates<'a> {
 }
 
 /// Host-indexed table of virtual hosts plus the default route.
+///
+/// Semantics follow Kubernetes `networking.k8s.io/v1` and ingress-nginx:
+/// - hosts: exact names beat a single-label leading wildcard (`*.foo.com` matches `a.foo.com`, not
+///   `a.b.foo.com` nor `foo.com`), which beats rules without a host;
+/// - paths: the longest matching rule wins; at equal length `Exact` beats `Prefix` beats
+///   `ImplementationSpecific` (a plain string prefix, as in ingress-nginx);
+/// - a host whose paths do not match falls back to its own default (if any), then to the table's
+///   default route. Hosts never fall through to rules of other hosts.
+///
+/// Lookup cost is independent of the number of hosts (hash indexes) and of the number of paths per
+/// host (one hash probe per path segment, plus one per distinct `ImplementationSpecific` length).
 #[derive(Debug, Default)]
 pub struct RouteTable {
     pub(crate) vhosts: Vec<VirtualHost>,

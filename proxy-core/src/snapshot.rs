@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::model::{
-    DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, RoutePolicy, ServerPolicy, Target,
-};
+use crate::metrics::SeriesCache;
+use crate::model::{DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, ServerPolicy, Target};
+use crate::policy::RoutePolicy;
 use crate::routing::{
     ascii_lowercase, prefix_key, valid_rule_host, RouteId, RouteTable, VirtualHost,
 };
@@ -222,11 +222,22 @@ impl SnapshotBuilder {
         certs.sort();
         certs.hash(&mut hasher);
         self.server.hash(&mut hasher);
+        // One metrics cache per rule, then one for the virtual host's fallback, per virtual
+        // host; the last one is the default route's.
+        let mut series_start = Vec::with_capacity(vhosts.len() + 1);
+        let mut count = 0;
+        for vh in &vhosts {
+            series_start.push(count);
+            count += vh.routes.len() as u32 + 1;
+        }
+        series_start.push(count);
         Snapshot {
             table: RouteTable::new(vhosts, default),
             hash: hasher.finish(),
             tls: self.tls,
             server: self.server,
+            series: (0..=count).map(|_| SeriesCache::default()).collect(),
+            series_start: series_start.into(),
         }
     }
 }
@@ -264,12 +275,24 @@ pub struct Resolved<'a> {
 }
 
 /// An immutable routing configuration.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Snapshot {
     table: RouteTable,
     hash: u64,
     tls: CertIndex,
     server: ServerPolicy,
+    /// Request metric series by route (see [`Snapshot::series`]): runtime state that lives as
+    /// long as the snapshot, kept out of the route model.
+    series: Box<[SeriesCache]>,
+    /// Where each virtual host's caches start in `series`, plus the end of the last one.
+    series_start: Box<[u32]>,
+}
+
+impl Default for Snapshot {
+    /// An empty snapshot: every request gets the built-in 404.
+    fn default() -> Self {
+        SnapshotBuilder::new().build()
+    }
 }
 
 impl Snapshot {
@@ -331,6 +354,18 @@ impl Snapshot {
                 }
             }
         }
+    }
+
+    /// The metric series cache of a route: one per rule, per virtual host fallback (a
+    /// `DefaultRoute` shared by several hosts gets one per host, so each has its `host` label),
+    /// and one for the default route.
+    pub(crate) fn series(&self, id: RouteId) -> &SeriesCache {
+        let index = match id {
+            RouteId::Rule { vhost, route } => self.series_start[vhost as usize] + route,
+            RouteId::HostDefault { vhost } => self.series_start[vhost as usize + 1] - 1,
+            RouteId::Default => self.series_start[self.series_start.len() - 1],
+        };
+        &self.series[index as usize]
     }
 
     /// Every pool referenced by this snapshot.

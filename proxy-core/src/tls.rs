@@ -2,20 +2,18 @@
 //!
 //! A [`CertIndex`] (exact names, then single-label wildcards, then the default certificate) is
 //! part of the [`Snapshot`](crate::Snapshot), so certificates change with the same atomic swap as
-//! routes; [`SniResolver`] loads the current snapshot at every handshake. Certificates are parsed
-//! and checked (key matches certificate, names, expiry) before they get into an index.
+//! routes; the listener's [`SniResolver`](crate::SniResolver) looks the server name up in the
+//! current snapshot at every handshake. Certificates are parsed and checked (key matches
+//! certificate, names, expiry) before they get into an index.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
-use crate::snapshot::SnapshotHandle;
 
 /// Why a certificate cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -237,35 +235,6 @@ impl CertIndex {
             .iter()
             .map(|(h, c)| (h.clone(), c))
             .chain(self.wildcard.iter().map(|(p, c)| (format!("*.{p}"), c)))
-    }
-}
-
-/// rustls certificate resolver over the current snapshot's [`CertIndex`].
-#[derive(Debug)]
-pub struct SniResolver {
-    snapshot: SnapshotHandle,
-    fallback: Arc<CertifiedKey>,
-}
-
-impl SniResolver {
-    /// Resolve with the certificates of `snapshot`; `fallback` serves when it has none.
-    pub fn new(snapshot: SnapshotHandle, fallback: &TlsCert) -> Self {
-        SniResolver {
-            snapshot,
-            fallback: fallback.key.clone(),
-        }
-    }
-}
-
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let snapshot = self.snapshot.load();
-        Some(
-            snapshot
-                .tls()
-                .find(hello.server_name())
-                .map_or_else(|| self.fallback.clone(), |c| c.key.clone()),
-        )
     }
 }
 

@@ -7,11 +7,10 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
-use proxy_core::routing::{normalize_host, normalize_path};
 use proxy_core::PathKind::{Exact as E, ImplementationSpecific as I, Prefix as P};
 use proxy_core::{
-    AddOutcome, BuildError, DefaultRoute, PathKind, Route, RouteId, RouteMeta, RouteOrder,
-    Snapshot, SnapshotBuilder, SnapshotHandle, Target,
+    normalize_host, normalize_path, AddOutcome, BuildError, DefaultRoute, PathKind, Route, RouteId,
+    RouteMeta, RouteOrder, Snapshot, SnapshotBuilder, SnapshotHandle, Target,
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ mod access;
 mod redirect;
 pub mod registry;
 
-pub use access::SourceRanges;
 pub use redirect::Redirects;
 use registry::Status;
 
@@ -24,7 +23,7 @@ pub struct IngressAnnotations {
     /// HTTPS redirects.
     pub redirect: Redirects,
     /// Client address allow and deny lists.
-    pub access: SourceRanges,
+    pub access: proxy_core::AccessList,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -123,7 +122,7 @@ impl IngressAnnotations {
                     let parsed = if redirect::KEYS.contains(&name) {
                         out.redirect.parse(name, value)
                     } else if access::KEYS.contains(&name) {
-                        out.access.parse(name, value)
+                        access::parse(&mut out.access, name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())

@@ -1,5 +1,7 @@
 //! `ssl-redirect`, `force-ssl-redirect`, `preserve-trailing-slash`: the HTTP → HTTPS redirect.
 
+use proxy_core::HttpsRedirect;
+
 use super::boolean;
 
 /// The annotations of this family.
@@ -36,6 +38,14 @@ impl Redirects {
     /// else when the host has TLS and `ssl-redirect` (or the ConfigMap default) says so.
     pub fn redirects(&self, tls_host: bool, default_ssl_redirect: bool) -> bool {
         self.force_ssl_redirect || (tls_host && self.ssl_redirect.unwrap_or(default_ssl_redirect))
+    }
+
+    /// The redirect of a host's routes, if it redirects (see [`Redirects::redirects`]).
+    pub fn policy(&self, tls_host: bool, default_ssl_redirect: bool) -> Option<HttpsRedirect> {
+        self.redirects(tls_host, default_ssl_redirect)
+            .then_some(HttpsRedirect {
+                preserve_trailing_slash: self.preserve_trailing_slash,
+            })
     }
 }
 

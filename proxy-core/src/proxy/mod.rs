@@ -1,9 +1,8 @@
-//! The Pingora `ProxyHttp` implementation. Each hook is thin and delegates to a named module.
+//! The Pingora `ProxyHttp` implementation. Each hook is thin and delegates to a named module;
+//! route policy is applied by the phases of [`crate::policy`].
 
-pub mod access;
-pub mod headers;
-pub mod pages;
-pub mod redirect;
+mod headers;
+mod local;
 mod upgrade;
 
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +19,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use crate::client_ip;
 use crate::metrics::ProxyMetrics;
 use crate::model::Target;
+use crate::policy::{self, StepRequest};
 use crate::routing::{normalize_host, normalize_path, RouteId};
 use crate::snapshot::{Snapshot, SnapshotHandle};
 
@@ -136,19 +136,12 @@ impl WeirProxy {
             ctx.tried[ctx.tries] = addr;
             ctx.tries += 1;
         }
-        let policy = resolved.policy;
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(policy.connect_timeout);
-        peer.options.read_timeout = Some(policy.read_timeout);
-        peer.options.write_timeout = Some(policy.send_timeout);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
         ctx.upstream_start.get_or_insert_with(Instant::now);
-        Ok(Box::new(peer))
+        Ok(policy::upstream_peer(resolved.policy, addr))
     }
 }
 
-fn request_host(session: &Session) -> &str {
-    let req = session.req_header();
+fn request_host(req: &RequestHeader) -> &str {
     if let Some(h) = req.uri.host() {
         return h;
     }
@@ -182,66 +175,31 @@ impl ProxyHttp for WeirProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let snapshot = self.snapshot.load();
         self.client_facts(session, &snapshot, ctx);
-        let host = normalize_host(request_host(session));
-        let path = match normalize_path(session.req_header().uri.path()) {
-            Ok(p) => p,
-            Err(_) => {
-                ctx.snapshot = Some(snapshot);
-                ctx.local_status = Some(400);
-                pages::respond(session, 400, pages::BAD_REQUEST_PAGE).await?;
-                return Ok(true);
-            }
+        let snapshot = &**ctx.snapshot.insert(snapshot);
+        let req = session.req_header();
+        let host = normalize_host(request_host(req));
+        let Ok(path) = normalize_path(req.uri.path()) else {
+            ctx.local_status = Some(400);
+            local::respond_page(session, 400).await?;
+            return Ok(true);
         };
         ctx.route = snapshot.find(&host, &path);
         let resolved = snapshot.resolve(ctx.route);
-        let target = resolved.target.clone();
-        if ctx.scheme != "https"
-            && resolved.policy.redirect_to_https
-            && !path.starts_with("/.well-known/acme-challenge/")
+        let step_request =
+            StepRequest::new(req, ctx.client_ip, ctx.scheme == "https", &host, &path);
+        if let Some(answer) =
+            policy::on_request(resolved.policy, &step_request, snapshot.server()).await
         {
-            let location = redirect::https_location(
-                &host,
-                if snapshot.server().port_in_redirects {
-                    snapshot.server().https_port
-                } else {
-                    443
-                },
-                session
-                    .req_header()
-                    .uri
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str()),
-                resolved.policy.preserve_trailing_slash,
-            );
-            ctx.snapshot = Some(snapshot);
-            ctx.local_status = Some(308);
-            redirect::respond(session, 308, &location).await?;
+            ctx.local_status = Some(answer.status.as_u16());
+            local::send(session, answer).await?;
             return Ok(true);
         }
-        let policy = resolved.policy.clone();
-        ctx.snapshot = Some(snapshot);
-        if let Some(status) = access::check(&policy, ctx.client_ip) {
-            ctx.local_status = Some(status);
-            let page = pages::error_page(status).unwrap_or(pages::FORBIDDEN_PAGE);
-            pages::respond(session, status, page).await?;
-            return Ok(true);
-        }
-        match target {
-            Target::NotFound => {
-                ctx.local_status = Some(404);
-                pages::respond(session, 404, pages::NOT_FOUND_PAGE).await?;
-                Ok(true)
-            }
-            Target::Pool(p) if p.is_empty() => {
-                ctx.local_status = Some(503);
-                pages::respond(session, 503, pages::UNAVAILABLE_PAGE).await?;
-                Ok(true)
-            }
+        let status = match resolved.target {
+            Target::NotFound => 404,
+            Target::Pool(p) if p.is_empty() => 503,
             Target::Pool(_) => {
                 ctx.request_id = Some(
-                    session
-                        .req_header()
-                        .headers
+                    req.headers
                         .get("x-request-id")
                         .filter(|v| !v.is_empty())
                         .cloned()
@@ -250,9 +208,12 @@ impl ProxyHttp for WeirProxy {
                 if session.is_upgrade_req() && session.is_body_empty() {
                     return upgrade::proxy(self, session, ctx).await;
                 }
-                Ok(false)
+                return Ok(false);
             }
-        }
+        };
+        ctx.local_status = Some(status);
+        local::respond_page(session, status).await?;
+        Ok(true)
     }
 
     async fn upstream_peer(
@@ -314,7 +275,13 @@ impl ProxyHttp for WeirProxy {
                 host,
                 request_id,
             },
-        )
+        )?;
+        match &ctx.snapshot {
+            Some(snapshot) => {
+                policy::on_upstream_request(snapshot.resolve(ctx.route).policy, upstream_request)
+            }
+            None => Ok(()),
+        }
     }
 
     async fn response_filter(
@@ -328,17 +295,15 @@ impl ProxyHttp for WeirProxy {
             // (`Connection: close`), as nginx does in a graceful quit.
             session.set_keepalive(None);
         }
-        if ctx.scheme == "https" {
-            if let Some(snapshot) = &ctx.snapshot {
-                if let (true, Some(hsts)) = (
-                    snapshot.resolve(ctx.route).policy.tls_host,
-                    snapshot.server().hsts.as_deref(),
-                ) {
-                    upstream_response.insert_header("Strict-Transport-Security", hsts)?;
-                }
-            }
+        match &ctx.snapshot {
+            Some(snapshot) => policy::on_response(
+                snapshot.resolve(ctx.route).policy,
+                snapshot.server(),
+                ctx.scheme == "https",
+                upstream_response,
+            ),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     async fn upstream_response_filter(
@@ -363,12 +328,11 @@ impl ProxyHttp for WeirProxy {
         // proxy-next-upstream "error timeout": try another endpoint, up to the policy's tries.
         if let Some(snapshot) = &ctx.snapshot {
             let resolved = snapshot.resolve(ctx.route);
-            let tries = usize::from(resolved.policy.next_upstream_tries).min(MAX_TRIES);
             let left = match resolved.target {
                 Target::Pool(p) => p.endpoints().len() > ctx.tries,
                 Target::NotFound => false,
             };
-            if ctx.tries < tries && left {
+            if ctx.tries < MAX_TRIES && policy::may_retry(resolved.policy, ctx.tries) && left {
                 e.set_retry(true);
             }
         }
@@ -395,7 +359,7 @@ impl ProxyHttp for WeirProxy {
     ) -> FailToProxy {
         let code = error_status(e);
         if code > 0 {
-            let sent = match pages::error_page(code) {
+            let sent = match crate::pages::page(code) {
                 Some(page) => {
                     let mut resp = pingora::protocols::http::error_resp::gen_error_response(code);
                     let headers = resp
@@ -439,26 +403,28 @@ impl ProxyHttp for WeirProxy {
         };
         let resolved = snapshot.resolve(ctx.route);
         let req = session.req_header();
-        let series = resolved.meta.series.get(metrics, status, &req.method, || {
-            let status_text = http::StatusCode::from_u16(status)
-                .map(|c| c.as_str().to_string())
-                .unwrap_or_else(|_| status.to_string());
-            let meta = resolved.meta;
-            [
-                status_text,
-                req.method.as_str().to_string(),
-                meta.path.to_string(),
-                meta.namespace.to_string(),
-                meta.ingress.to_string(),
-                meta.service.to_string(),
-                resolved.host.to_string(),
-                if meta.canary {
-                    meta.service.to_string()
-                } else {
-                    String::new()
-                },
-            ]
-        });
+        let series = snapshot
+            .series(ctx.route)
+            .get(metrics, status, &req.method, || {
+                let status_text = http::StatusCode::from_u16(status)
+                    .map(|c| c.as_str().to_string())
+                    .unwrap_or_else(|_| status.to_string());
+                let meta = resolved.meta;
+                [
+                    status_text,
+                    req.method.as_str().to_string(),
+                    meta.path.to_string(),
+                    meta.namespace.to_string(),
+                    meta.ingress.to_string(),
+                    meta.service.to_string(),
+                    resolved.host.to_string(),
+                    if meta.canary {
+                        meta.service.to_string()
+                    } else {
+                        String::new()
+                    },
+                ]
+            });
         series.requests.inc();
         series
             .request_duration
@@ -490,7 +456,7 @@ impl ProxyHttp for WeirProxy {
 
 /// The status sent for a request that failed: as nginx, 504 when the upstream timed out, 502 for
 /// other upstream failures, nothing when the client went away.
-pub fn error_status(e: &Error) -> u16 {
+pub(crate) fn error_status(e: &Error) -> u16 {
     match (e.etype(), e.esource()) {
         (ErrorType::HTTPStatus(code), _) => *code,
         (

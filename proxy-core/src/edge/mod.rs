@@ -1,7 +1,14 @@
 //! The connection edge: what happens between `accept()` and HTTP. Pingora has no PROXY protocol,
 //! so listeners are plain TCP and this app does, per connection: the PROXY protocol header when
 //! the snapshot says so (the client address then comes from it), the TLS handshake with the
-//! snapshot's per-SNI certificates on TLS listeners, then hands the stream to the HTTP proxy.
+//! snapshot's per-SNI certificates on TLS listeners ([`SniResolver`]), then hands the stream to
+//! the HTTP proxy.
+
+mod proxy_protocol;
+mod sni;
+
+pub use proxy_protocol::{read_proxy_header, ProxyHeader, ProxyProtocolError, PROXY_V1_MAX_LEN};
+pub use sni::SniResolver;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +23,6 @@ use pingora::protocols::{SocketDigest, Stream};
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounterVec, Opts, Registry};
 
-use crate::proxy_protocol::read_header;
 use crate::snapshot::SnapshotHandle;
 
 /// How long a client has to send its PROXY protocol header.
@@ -113,7 +119,7 @@ impl<A> EdgeApp<A> {
     /// The PROXY protocol header and the TLS handshake; `None` when the connection failed them.
     async fn prepare(&self, mut io: Stream, proxy_protocol: bool) -> Option<Stream> {
         if proxy_protocol {
-            match read_header(&mut io, PROXY_PROTOCOL_TIMEOUT).await {
+            match read_proxy_header(&mut io, PROXY_PROTOCOL_TIMEOUT).await {
                 Ok(header) => {
                     // As nginx: the header's source is the client address only when the sender
                     // (the load balancer) is trusted by `proxy-real-ip-cidr`.

@@ -2,9 +2,9 @@
 //! on an accepted connection, as ingress-nginx's `use-proxy-protocol: "true"` expects from the
 //! load balancer in front of it.
 //!
-//! [`read_header`] consumes exactly the header and nothing more: the bytes that follow belong to
+//! [`read_proxy_header`] consumes exactly the header and nothing more: the bytes that follow belong to
 //! TLS or HTTP and stay unread in the stream. That is why it reads the v1 line one byte at a time
-//! (at most [`V1_MAX_LEN`] reads) and the v2 block in two exact reads (the 16-byte fixed part, then
+//! (at most [`PROXY_V1_MAX_LEN`] reads) and the v2 block in two exact reads (the 16-byte fixed part, then
 //! the number of bytes its length field announces); parsing is done by the [`ppp`] crate.
 //!
 //! A header without usable addresses — v1 `UNKNOWN`, v2 `LOCAL` (health checks of the load
@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The longest v1 header line the spec allows, `\r\n` included.
-pub const V1_MAX_LEN: usize = 107;
+pub const PROXY_V1_MAX_LEN: usize = 107;
 
 /// The 12 bytes every v2 header starts with.
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
@@ -77,9 +77,9 @@ impl ProxyProtocolError {
 /// [`ProxyProtocolError::NotProxyProtocol`]. The whole read, however the bytes trickle in, is
 /// bounded by `timeout`. On error the stream is in an unspecified position and should be closed.
 ///
-/// v1 is read one byte per `read` call (at most [`V1_MAX_LEN`]), so wrap a raw socket as is:
+/// v1 is read one byte per `read` call (at most [`PROXY_V1_MAX_LEN`]), so wrap a raw socket as is:
 /// a buffered reader would consume bytes past the header.
-pub async fn read_header<S: AsyncRead + Unpin>(
+pub async fn read_proxy_header<S: AsyncRead + Unpin>(
     stream: &mut S,
     timeout: Duration,
 ) -> Result<ProxyHeader, ProxyProtocolError> {
@@ -101,13 +101,13 @@ async fn read_unbounded<S: AsyncRead + Unpin>(
 
 /// The rest of a v1 line, whose `P` was already read.
 async fn read_v1<S: AsyncRead + Unpin>(stream: &mut S) -> Result<ProxyHeader, ProxyProtocolError> {
-    let mut line = [0u8; V1_MAX_LEN];
+    let mut line = [0u8; PROXY_V1_MAX_LEN];
     line[0] = b'P';
     let mut len = 1;
     loop {
-        if len == V1_MAX_LEN {
+        if len == PROXY_V1_MAX_LEN {
             return Err(ProxyProtocolError::Malformed(format!(
-                "v1 header longer than {V1_MAX_LEN} bytes"
+                "v1 header longer than {PROXY_V1_MAX_LEN} bytes"
             )));
         }
         let b = stream.read_u8().await?;
@@ -233,7 +233,7 @@ mod tests {
     /// Parse `bytes` from a slice reader; return the result and what was left unread.
     async fn parse(bytes: &[u8]) -> (Result<ProxyHeader, ProxyProtocolError>, Vec<u8>) {
         let mut rest = bytes;
-        let r = read_header(&mut rest, T).await;
+        let r = read_proxy_header(&mut rest, T).await;
         (r, rest.to_vec())
     }
 
@@ -299,7 +299,7 @@ mod tests {
         assert_eq!(h.source.unwrap().port(), 65535);
         // The spec's worst case is UNKNOWN followed by the longest TCP6 addresses.
         let line = format!("PROXY UNKNOWN {ip} {ip} 65535 65535\r\n");
-        assert_eq!(line.len(), V1_MAX_LEN);
+        assert_eq!(line.len(), PROXY_V1_MAX_LEN);
         let (r, rest) = parse(format!("{line}GET").as_bytes()).await;
         assert_eq!(r.unwrap().source, None);
         assert_eq!(rest, b"GET");
@@ -331,7 +331,7 @@ mod tests {
         line.extend_from_slice(b"\r\n");
         let (r, rest) = parse(&line).await;
         assert!(matches!(r, Err(ProxyProtocolError::Malformed(_))), "{r:?}");
-        assert_eq!(rest.len(), line.len() - V1_MAX_LEN);
+        assert_eq!(rest.len(), line.len() - PROXY_V1_MAX_LEN);
     }
 
     #[tokio::test]
@@ -487,7 +487,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn timeout_when_nothing_arrives() {
         let (_writer, mut reader) = tokio::io::duplex(64);
-        let err = read_header(&mut reader, Duration::from_secs(3))
+        let err = read_proxy_header(&mut reader, Duration::from_secs(3))
             .await
             .unwrap_err();
         assert!(matches!(err, ProxyProtocolError::Timeout), "{err:?}");
@@ -507,7 +507,7 @@ mod tests {
             }
         });
         let start = tokio::time::Instant::now();
-        let err = read_header(&mut reader, Duration::from_secs(5))
+        let err = read_proxy_header(&mut reader, Duration::from_secs(5))
             .await
             .unwrap_err();
         assert!(matches!(err, ProxyProtocolError::Timeout), "{err:?}");
@@ -527,7 +527,7 @@ mod tests {
             let (mut writer, mut reader) = tokio::io::duplex(1024);
             writer.write_all(&bytes).await.unwrap();
             drop(writer);
-            let h = read_header(&mut reader, T).await.unwrap();
+            let h = read_proxy_header(&mut reader, T).await.unwrap();
             assert_eq!(h.source, sa("192.0.2.10:51234"));
             let mut rest = Vec::new();
             reader.read_to_end(&mut rest).await.unwrap();

@@ -1,0 +1,325 @@
+//! Per-route policy: typed pieces applied in a fixed order of phases.
+//!
+//! A [`RoutePolicy`] is made of one optional piece per family. [`WeirProxy`](crate::WeirProxy)
+//! applies them in nginx's phase order, so a route configured as for ingress-nginx answers with
+//! the same precedence:
+//!
+//! | [`Phase`] | Weir's piece | effect |
+//! |---|---|---|
+//! | `Rewrite` | [`https_redirect`](RoutePolicy::https_redirect) | plain HTTP gets a 308 to `https://` (not `/.well-known/acme-challenge/`) |
+//! | `Access` | [`refusal`](RoutePolicy::refusal), then [`access`](RoutePolicy::access) | 503 (fail closed), then 403 |
+//! | `Auth` | — | |
+//! | `Limit` | — | |
+//! | `Proxy` | [`upstream`](RoutePolicy::upstream) | timeouts and retries of the upstream request |
+//! | `Response` | [`hsts`](RoutePolicy::hsts) | `Strict-Transport-Security` on HTTPS responses |
+//!
+//! Within a phase Weir's own piece runs first, then the route's [`Steps`] of that phase in the
+//! order given. The first request phase that answers ends the request; routing (the built-in
+//! 404, 503 for an empty pool) comes after the request phases. The response phase applies to
+//! responses from the upstream, not to the pages Weir writes itself.
+//!
+//! An embedder adds its own pieces as [`RouteStep`]s. A piece that is not set costs a branch per
+//! request: no parsing, no allocation, no boxed future.
+
+mod access;
+mod redirect;
+mod step;
+mod upstream;
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::StatusCode;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+
+use crate::model::ServerPolicy;
+
+pub use access::{AccessList, Refusal};
+pub use redirect::HttpsRedirect;
+pub use step::{LocalResponse, RouteStep, StepOutcome, StepRequest, Steps};
+pub use upstream::UpstreamPolicy;
+
+/// The phases of a request, in the order they run (nginx's rewrite, access, auth, limit,
+/// content and header-filter phases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    /// Redirects and rewrites, before anything else.
+    Rewrite,
+    /// Who may use the route at all (refusal, client address lists).
+    Access,
+    /// Authentication.
+    Auth,
+    /// Rate and connection limits.
+    Limit,
+    /// The upstream request: peer options, headers sent upstream.
+    Proxy,
+    /// The response header sent to the client.
+    Response,
+}
+
+impl Phase {
+    /// Every phase, in order.
+    pub const ALL: [Phase; 6] = [
+        Phase::Rewrite,
+        Phase::Access,
+        Phase::Auth,
+        Phase::Limit,
+        Phase::Proxy,
+        Phase::Response,
+    ];
+
+    /// The phase's name in logs (`rewrite`, `access`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Rewrite => "rewrite",
+            Phase::Access => "access",
+            Phase::Auth => "auth",
+            Phase::Limit => "limit",
+            Phase::Proxy => "proxy",
+            Phase::Response => "response",
+        }
+    }
+
+    /// One bit per phase, for [`Steps`]'s phase set.
+    const fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Per-route traffic policy, one piece per family; the default (nothing set, ingress-nginx's
+/// timeouts) proxies every request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct RoutePolicy {
+    /// Rewrite phase: plain-HTTP requests get a 308 to `https://` (`ssl-redirect` on a host with
+    /// TLS, or `force-ssl-redirect`).
+    pub https_redirect: Option<HttpsRedirect>,
+    /// Access phase, first: the route must not be served (fail closed): 503.
+    pub refusal: Option<Refusal>,
+    /// Access phase: client address allow and deny lists: 403.
+    pub access: Option<AccessList>,
+    /// Proxy phase: timeouts and retries.
+    pub upstream: UpstreamPolicy,
+    /// Response phase: the host has TLS, so HTTPS responses carry HSTS (the value is
+    /// [`ServerPolicy::hsts`]).
+    pub hsts: bool,
+    /// Steps added by an embedder, run after Weir's own piece of their phase.
+    pub steps: Steps,
+}
+
+impl RoutePolicy {
+    /// The access phase's answer from Weir's own pieces for a client address (`None`: unknown):
+    /// 503 when the route is refused, 403 when the address lists keep the client out, `None`
+    /// when it may go on. Steps are not consulted.
+    pub fn access_status(&self, client: Option<IpAddr>) -> Option<StatusCode> {
+        if self.refusal.is_some() {
+            return Some(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        match &self.access {
+            Some(list) if !list.is_empty() && !client.is_some_and(|ip| list.allows(ip)) => {
+                Some(StatusCode::FORBIDDEN)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Weir's own piece of a request phase.
+fn builtin(
+    phase: Phase,
+    policy: &RoutePolicy,
+    req: &StepRequest<'_>,
+    server: &ServerPolicy,
+) -> Option<LocalResponse> {
+    match phase {
+        Phase::Rewrite => policy
+            .https_redirect
+            .as_ref()
+            .and_then(|r| r.apply(req, server)),
+        Phase::Access => {
+            if let Some(refusal) = &policy.refusal {
+                tracing::debug!(reason = %refusal.reason, host = req.host(), "route refused");
+            }
+            policy
+                .access_status(req.client_ip())
+                .map(LocalResponse::page)
+        }
+        Phase::Auth | Phase::Limit | Phase::Proxy | Phase::Response => None,
+    }
+}
+
+/// The request phases that can answer a request themselves.
+const REQUEST_PHASES: [Phase; 4] = [Phase::Rewrite, Phase::Access, Phase::Auth, Phase::Limit];
+
+/// Runs the request phases (rewrite, access, auth, limit) for a routed request. `Some`: the
+/// response to send instead of proxying.
+pub(crate) async fn on_request(
+    policy: &RoutePolicy,
+    req: &StepRequest<'_>,
+    server: &ServerPolicy,
+) -> Option<LocalResponse> {
+    if !policy.steps.any_request_step() {
+        return REQUEST_PHASES
+            .into_iter()
+            .find_map(|phase| builtin(phase, policy, req, server));
+    }
+    // Boxed apart: the steps' state stays out of the request future of routes without steps.
+    Box::pin(with_steps(policy, req, server)).await
+}
+
+async fn with_steps(
+    policy: &RoutePolicy,
+    req: &StepRequest<'_>,
+    server: &ServerPolicy,
+) -> Option<LocalResponse> {
+    for phase in REQUEST_PHASES {
+        if let Some(answer) = builtin(phase, policy, req, server) {
+            return Some(answer);
+        }
+        for step in policy.steps.of(phase) {
+            if let StepOutcome::Respond(answer) = step.on_request(req).await {
+                tracing::debug!(step = step.name(), %phase, status = answer.status.as_u16(), "step answered");
+                return Some(answer);
+            }
+        }
+    }
+    None
+}
+
+/// The proxy phase, before connecting: the peer for `addr` with the route's timeouts.
+pub(crate) fn upstream_peer(policy: &RoutePolicy, addr: SocketAddr) -> Box<HttpPeer> {
+    policy.upstream.peer(addr)
+}
+
+/// The proxy phase, after a failed connection: whether another endpoint may be tried when
+/// `tried` have been.
+pub(crate) fn may_retry(policy: &RoutePolicy, tried: usize) -> bool {
+    tried < usize::from(policy.upstream.next_upstream_tries)
+}
+
+/// The proxy phase, on the request header sent upstream (after Weir's forwarded headers).
+pub(crate) fn on_upstream_request(
+    policy: &RoutePolicy,
+    upstream_request: &mut RequestHeader,
+) -> pingora::Result<()> {
+    for step in policy.steps.of(Phase::Proxy) {
+        step.on_upstream_request(upstream_request)?;
+    }
+    Ok(())
+}
+
+/// The response phase, on the upstream's response header before it goes to the client.
+pub(crate) fn on_response(
+    policy: &RoutePolicy,
+    server: &ServerPolicy,
+    https: bool,
+    response: &mut ResponseHeader,
+) -> pingora::Result<()> {
+    if policy.hsts && https {
+        if let Some(value) = &server.hsts {
+            response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, value.as_str())?;
+        }
+    }
+    for step in policy.steps.of(Phase::Response) {
+        step.on_response(response)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_are_ordered_as_nginx_runs_them() {
+        let mut sorted = Phase::ALL;
+        sorted.sort();
+        assert_eq!(sorted, Phase::ALL);
+        assert!(Phase::Rewrite < Phase::Access && Phase::Limit < Phase::Proxy);
+        assert_eq!(Phase::Auth.to_string(), "auth");
+    }
+
+    #[test]
+    fn default_policy_sets_nothing() {
+        let p = RoutePolicy::default();
+        assert_eq!(p.https_redirect, None);
+        assert_eq!(p.refusal, None);
+        assert_eq!(p.access, None);
+        assert!(!p.hsts);
+        assert!(p.steps.is_empty());
+        assert_eq!(p.upstream, UpstreamPolicy::default());
+        assert_eq!(p.access_status(None), None);
+    }
+
+    fn request(header: &RequestHeader, https: bool) -> StepRequest<'_> {
+        StepRequest::new(
+            header,
+            Some("192.0.2.7".parse().unwrap()),
+            https,
+            "a.test",
+            "/x/",
+        )
+    }
+
+    #[tokio::test]
+    async fn redirect_comes_before_refusal_and_refusal_before_the_lists() {
+        let header = RequestHeader::build("GET", b"/x/?q=1", None).unwrap();
+        let server = ServerPolicy::default();
+        let mut p = RoutePolicy {
+            https_redirect: Some(HttpsRedirect::default()),
+            refusal: Some(Refusal {
+                reason: "broken annotation".into(),
+            }),
+            access: Some(AccessList {
+                allow: vec!["10.0.0.0/8".parse().unwrap()],
+                deny: vec![],
+            }),
+            ..Default::default()
+        };
+        let status = |r: Option<LocalResponse>| r.map(|r| r.status.as_u16());
+        assert_eq!(
+            status(on_request(&p, &request(&header, false), &server).await),
+            Some(308)
+        );
+        assert_eq!(
+            status(on_request(&p, &request(&header, true), &server).await),
+            Some(503)
+        );
+        p.refusal = None;
+        assert_eq!(
+            status(on_request(&p, &request(&header, true), &server).await),
+            Some(403)
+        );
+        p.access = None;
+        assert_eq!(
+            status(on_request(&p, &request(&header, true), &server).await),
+            None
+        );
+    }
+
+    #[test]
+    fn hsts_only_on_https_with_a_server_value() {
+        let mut server = ServerPolicy::default();
+        let p = RoutePolicy {
+            hsts: true,
+            ..Default::default()
+        };
+        let hsts = |p: &RoutePolicy, server: &ServerPolicy, https| {
+            let mut resp = ResponseHeader::build(200, None).unwrap();
+            on_response(p, server, https, &mut resp).unwrap();
+            resp.headers
+                .get("strict-transport-security")
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(hsts(&p, &server, true), None, "no server value");
+        server.hsts = Some("max-age=60".into());
+        assert_eq!(hsts(&p, &server, true).as_deref(), Some("max-age=60"));
+        assert_eq!(hsts(&p, &server, false), None, "plain HTTP");
+        assert_eq!(hsts(&RoutePolicy::default(), &server, true), None);
+    }
+}

@@ -1,0 +1,39 @@
+//! Responses the proxy writes itself: pages (built-in default backend, errors) and the answers
+//! of the policy phases.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+use crate::pages::page;
+use crate::policy::LocalResponse;
+
+/// Writes `status` with Weir's page for it and keeps the connection reusable.
+pub(super) async fn respond_page(session: &mut Session, status: u16) -> Result<()> {
+    let body = page(status).unwrap_or_default();
+    let mut resp = ResponseHeader::build(status, Some(2))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/html")?;
+    write(session, resp, Bytes::from_static(body.as_bytes())).await
+}
+
+/// Writes a policy phase's answer and keeps the connection reusable.
+pub(super) async fn send(session: &mut Session, answer: LocalResponse) -> Result<()> {
+    let mut resp = ResponseHeader::build(answer.status, Some(answer.headers.len() + 1))?;
+    for (name, value) in &answer.headers {
+        resp.append_header(name, value)?;
+    }
+    write(session, resp, answer.body).await
+}
+
+/// Adds `Content-Length` and writes the header, then the body unless the request is `HEAD`.
+async fn write(session: &mut Session, mut resp: ResponseHeader, body: Bytes) -> Result<()> {
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    let end = head_only || body.is_empty();
+    session.write_response_header(Box::new(resp), end).await?;
+    if !end {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
