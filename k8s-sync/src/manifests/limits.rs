@@ -109,8 +109,6 @@ struct SimpleKey {
 struct Scanner<'a> {
     b: &'a [u8],
     pos: usize,
-    /// Byte offset where libyaml's `mark.index` is 0 (after a leading byte order mark).
-    base: usize,
     line: usize,
     /// In characters, as libyaml counts columns.
     column: usize,
@@ -131,11 +129,11 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl<'a> Scanner<'a> {
     fn new(b: &'a [u8], max_depth: usize) -> Self {
-        let base = if b.starts_with(BOM) { BOM.len() } else { 0 };
+        // A byte order mark is not taken off by the reader (the encoding is given): the scanner
+        // skips it as a character, at the start of any line.
         Scanner {
             b,
-            pos: base,
-            base,
+            pos: 0,
             line: 0,
             column: 0,
             flow_level: 0,
@@ -157,8 +155,9 @@ impl<'a> Scanner<'a> {
         self.b.get(self.pos + k).copied().unwrap_or(0)
     }
 
+    /// libyaml's `mark.index`: bytes read so far.
     fn index(&self) -> usize {
-        self.pos - self.base
+        self.pos
     }
 
     fn is_z(&self, k: usize) -> bool {
@@ -849,13 +848,15 @@ mod tests {
 
     use super::*;
     use proptest::prelude::*;
+    use serde::Deserialize;
 
     #[derive(Debug, Clone)]
     enum Scalar {
         Plain(String),
         Single(String),
         Double(String),
-        Literal(Vec<String>),
+        /// Lines, header (`|`, `|-`, `|2` or `>`), whether an empty line comes first.
+        Literal(Vec<String>, &'static str, bool),
     }
 
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -900,20 +901,46 @@ mod tests {
     }
 
     /// Lines of a literal block scalar: the first at the block's indentation, the others at it or
-    /// deeper.
+    /// deeper, or empty.
     fn literal() -> impl Strategy<Value = Vec<String>> {
         (
             literal_line(),
-            proptest::collection::vec((0..3usize, literal_line()), 0..3),
+            proptest::collection::vec((0..3usize, literal_line(), any::<bool>()), 0..3),
         )
             .prop_map(|(first, rest)| {
-                std::iter::once(first)
-                    .chain(
-                        rest.into_iter()
-                            .map(|(i, l)| format!("{}{l}", " ".repeat(i))),
-                    )
-                    .collect()
+                let mut lines: Vec<String> = std::iter::once(first)
+                    .chain(rest.into_iter().map(|(i, l, empty)| {
+                        if empty {
+                            String::new()
+                        } else {
+                            format!("{}{l}", " ".repeat(i))
+                        }
+                    }))
+                    .collect();
+                // Trailing empty lines are chomped: keep the value simple.
+                while lines.last().is_some_and(String::is_empty) {
+                    lines.pop();
+                }
+                lines
             })
+    }
+
+    /// The value of a literal block scalar with `header` (a folded one is written only when its
+    /// folding changes nothing: one line).
+    fn literal_value(lines: &[String], header: &str, blank: bool) -> String {
+        let mut s = if blank {
+            "\n".to_string()
+        } else {
+            String::new()
+        };
+        if header == "|2" {
+            s.push(' ');
+        }
+        s.push_str(&lines.join("\n"));
+        if header != "|-" {
+            s.push('\n');
+        }
+        s
     }
 
     fn scalar() -> impl Strategy<Value = Scalar> {
@@ -925,7 +952,12 @@ mod tests {
             } else {
                 s
             })),
-            literal().prop_map(Scalar::Literal),
+            (
+                literal(),
+                proptest::sample::select(vec!["|", "|-", "|2", ">"]),
+                any::<bool>()
+            )
+                .prop_map(|(lines, header, blank)| Scalar::Literal(lines, header, blank)),
         ]
     }
 
@@ -995,8 +1027,8 @@ mod tests {
                 Value::String(s.clone()),
             ),
             Scalar::Double(s) => (double(s), Value::String(s.clone())),
-            Scalar::Literal(lines) => {
-                let s = format!("{}\n", lines.join("\n"));
+            Scalar::Literal(lines, header, blank) => {
+                let s = literal_value(lines, header, *blank);
                 (double(&s), Value::String(s))
             }
         }
@@ -1047,16 +1079,30 @@ mod tests {
     fn block_value(n: &Node, indent: usize, in_map: bool, out: &mut String) -> Value {
         let pad = |k: usize| " ".repeat(k);
         match n {
-            Node::Scalar(Scalar::Literal(lines)) => {
-                out.push_str(" |");
+            Node::Scalar(Scalar::Literal(lines, header, blank)) => {
+                let header = if *header == ">" && (lines.len() > 1 || *blank) {
+                    "|"
+                } else {
+                    header
+                };
+                out.push(' ');
+                out.push_str(header);
                 out.push_str(COMMENT);
                 out.push('\n');
-                for l in lines {
-                    out.push_str(&pad(indent + 2));
+                if *blank {
+                    out.push('\n');
+                }
+                for (i, l) in lines.iter().enumerate() {
+                    if !l.is_empty() {
+                        out.push_str(&pad(indent + 2));
+                        if i == 0 && header == "|2" {
+                            out.push(' ');
+                        }
+                    }
                     out.push_str(l);
                     out.push('\n');
                 }
-                Value::String(format!("{}\n", lines.join("\n")))
+                Value::String(literal_value(lines, header, *blank))
             }
             Node::Scalar(_) | Node::Seq(_, Style::Flow) | Node::Map(_, Style::Flow) => {
                 out.push(' ');
@@ -1197,6 +1243,79 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// Random text made of YAML's own pieces: whatever libyaml reads, the pre-scan finds no
+        /// deeper nesting than the values have.
+        #[test]
+        fn prescan_never_rejects_what_libyaml_reads(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "[", "]", "{", "}", ", ", ",", ": ", ":", "- ", "-", "? ", "a", "b c", "x[",
+                    "y{", "'q[ '", "'", "\"d{ \\\" ]\"", "\"", " # [{ ", "#", "|", "|-\n", ">",
+                    "\n", "\n  ", "\n    ", "\n- ", "\n  - ", "&a ", "!t ", "!<[x]> ", "\t",
+                    "\u{85}", "---\n", "...\n", "%YAML 1.1\n",
+                ]),
+                0..40,
+            ),
+        ) {
+            let text = pieces.concat();
+            let docs: Result<Vec<Value>, _> = serde_yaml_ng::Deserializer::from_str(&text)
+                .map(Value::deserialize)
+                .collect();
+            if let Ok(docs) = docs {
+                let d = docs.iter().map(depth).max().unwrap_or(0);
+                prop_assert!(prescan(&text, d).is_ok(), "{:?} is {} deep", text, d);
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_hides_nesting_from_the_prescan() {
+        // After each of these, a key holding nested sequences: libyaml reads them (checked at a
+        // small depth), and the pre-scan must see them (checked at a large one).
+        let prefixes = [
+            "a: b[[[ # [[[\n",
+            "a: '[[[''[[['\n",
+            "a: \"[[[\\\"[[[\\\\\"\n",
+            "a: \"multi\n  line [[[ \"\n",
+            "a: \"\\x41\\u0042\\U00000043 [\"\n",
+            "a: 'it''s ['\n",
+            "a: |\n  [[[\n  {{{\n   b: [[[\nc: d\n",
+            "a: >-\n    [[[\n\n    [[[\nb: x\n",
+            "a: |2\n     [[[\n    c\n",
+            "a: |+\n  [[[\n\n",
+            "a: !<tag:[[[]> x\n",
+            "a: !!str x[\n",
+            "a: &anc x\nb: *anc\n",
+            "%TAG ! tag:x,2000:[[[\n---\na: b\n",
+            "a: [x, 'y]', \"z}\", {k: v}, x:y]\n",
+            "a: x:y#z[\n",
+            "a: b\r\nc: d\r\n",
+            "a: b\u{85}c: d\n",
+            "? complex [\n: value {\n",
+            "a:\n- b\n- c\n",
+            "a: b # comment with 'quote \"\n",
+            "a:\n  b:\n    c: [\n      d,\n      e]\n",
+        ];
+        for prefix in prefixes {
+            let small = format!("{prefix}bomb: {}x{}\n", "[".repeat(3), "]".repeat(3));
+            let parsed: Value =
+                serde_yaml_ng::from_str(&small).unwrap_or_else(|e| panic!("{e}: {small:?}"));
+            assert_eq!(depth(&parsed["bomb"]), 3, "{small:?}");
+            let big = format!("{prefix}bomb: {}x{}\n", "[".repeat(100), "]".repeat(100));
+            let e = prescan(&big, 64).unwrap_err();
+            // NEL breaks lines for libyaml, not for `str::lines`.
+            let lines = big.lines().count() + big.matches('\u{85}').count();
+            assert_eq!(e.line, lines, "{big:?}");
+        }
+        // libyaml reads the whole line before it finds the mapping broken: the block scalar ends
+        // at column 1, as the byte order mark puts `a` at column 1.
+        let text = format!("\u{feff}a: |\n {}", "[".repeat(100));
+        assert_eq!(prescan(&text, 64).unwrap_err().line, 2);
+    }
+
     #[test]
     fn prescan_counts_documents_lines_and_columns() {
         let text = "# c\n---\na: [1]\n---\n\n b: [[[[1]]]]\n";
@@ -1210,9 +1329,10 @@ mod tests {
         );
         let text = "a: 1\n---\n[[[[1]]]]\n";
         assert_eq!(prescan(text, 3).unwrap_err().document, 2);
+        // A byte order mark counts as a column, as libyaml counts it.
         let text = "\u{feff}[[[x]]]";
         assert_eq!(prescan(text, 3).map(|p| p.aliases), Ok(0));
-        assert_eq!(prescan(text, 2).unwrap_err().column, 3);
+        assert_eq!(prescan(text, 2).unwrap_err().column, 4);
     }
 
     #[test]
