@@ -779,14 +779,15 @@ spec:
         assert!(s.changed && s.objects.is_empty());
     }
 
-    /// Rejected with `limit`, in well under a second (the parser alone takes seconds on some).
+    /// Rejected with `limit`, in well under a second: microseconds for nesting (the parser alone
+    /// takes seconds on some), about 0.2 s for aliases in a debug build (15-30 ms optimized).
     fn rejected(what: &str, text: &str, limit: Limit) -> ManifestError {
         let start = Instant::now();
         let e = parse_manifest(Path::new("bomb.yaml"), text, false).unwrap_err();
         let took = start.elapsed();
         assert_eq!(e.limit, Some(limit), "{what}: {e}");
         assert_eq!(e.reason(), "limit");
-        assert!(took < Duration::from_millis(500), "{what} took {took:?}");
+        assert!(took < Duration::from_secs(1), "{what} took {took:?}");
         e
     }
 
