@@ -174,7 +174,9 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
         Source::Files(dir) => {
             let mut syncer = syncer;
             let mut manifests = ManifestDir::new(dir);
-            let scan = manifests.scan()?;
+            // Large files are parsed apart; the first configuration waits a little for them,
+            // and takes in any still running at a later scan.
+            let scan = manifests.scan_waiting(services::STARTUP_PARSE_WAIT)?;
             syncer.apply(&scan.objects, &scan.errors);
             Box::new(pingora::services::background::background_service(
                 "weir manifests",

@@ -14,6 +14,10 @@ use pingora::services::Service;
 /// How often the manifests folder is checked for changes.
 pub const MANIFEST_POLL: Duration = Duration::from_millis(500);
 
+/// How long the first scan of the manifests folder waits for large files' parses before the
+/// listeners open; parses still running then are applied when they finish.
+pub const STARTUP_PARSE_WAIT: Duration = Duration::from_secs(2);
+
 /// Re-reads the manifests folder and applies changes.
 pub struct ManifestWatcher {
     state: Mutex<Option<(ManifestDir, Syncer)>>,

@@ -471,6 +471,80 @@ fn broken_manifests_keep_the_last_good_configuration() {
 }
 
 #[test]
+fn yaml_bombs_are_rejected_without_holding_up_the_other_files() {
+    let a = EchoServer::start("a").unwrap();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("ns", "s", &[a.addr()]));
+    m.write(
+        "ing.yaml",
+        &ingress("ns", "i", &[("bomb.test", "Prefix", "/", "s")]),
+    );
+    // 200 KB of nested flow mappings: seconds of parsing for every scan, before limits.
+    m.write(
+        "bomb-nesting.yaml",
+        &format!("{}x{}", "{a: ".repeat(50_000), "}".repeat(50_000)),
+    );
+    // "Billion laughs": 10^9 values once the aliases are expanded.
+    let mut laughs = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        laughs.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    m.write("bomb-aliases.yaml", &laughs);
+
+    let started = Instant::now();
+    let w = Weir::start(m.path(), &[]);
+    assert_eq!(w.get("bomb.test", "/").server(), "a");
+    let ready = started.elapsed();
+    assert!(ready < Duration::from_secs(5), "serving took {ready:?}");
+    w.wait_log(
+        "bomb-nesting.yaml: document 1: nested too deep: more than 64 levels of sequences and \
+         mappings at line 1 column 257",
+    );
+    w.wait_log("bomb-aliases.yaml: document 1: aliases expand to too many values");
+    assert_eq!(
+        w.metrics().value(
+            "weir_objects_rejected_total",
+            &[("kind", "File"), ("reason", "limit")]
+        ),
+        Some(2.0)
+    );
+
+    // A change to another file applies within 2 s while the bombs stay.
+    let changed_at = Instant::now();
+    m.write(
+        "ing.yaml",
+        &ingress(
+            "ns",
+            "i",
+            &[
+                ("bomb.test", "Prefix", "/", "s"),
+                ("after.test", "Prefix", "/", "s"),
+            ],
+        ),
+    );
+    w.poll(
+        Duration::from_secs(2),
+        "the change to apply within 2 s",
+        || (w.get("after.test", "/").status == 200).then_some(()),
+    );
+    let took = changed_at.elapsed();
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(w.get("bomb.test", "/").server(), "a");
+    assert_eq!(
+        w.metrics().value(
+            "nginx_ingress_controller_config_last_reload_successful",
+            &[]
+        ),
+        Some(0.0),
+        "the bombs are still there"
+    );
+    // Reported once, not again at every scan.
+    assert_eq!(w.log().matches("bomb-nesting.yaml: document 1").count(), 1);
+}
+
+#[test]
 fn request_metrics_have_ingress_nginx_names_and_labels() {
     let a = EchoServer::start("a").unwrap();
     let m = Manifests::new();

@@ -28,7 +28,10 @@ pub enum FindingKind {
         reason: &'static str,
     },
     /// A manifest file (or document) could not be read; its last good objects stay in use.
-    Manifest,
+    Manifest {
+        /// Short reason (metric label): `parse`, or `limit` for a file over a parse limit.
+        reason: &'static str,
+    },
     /// A ConfigMap option was not applied.
     ConfigOption,
     /// A TLS Secret was rejected; its last good certificate (or the default) stays in use.
@@ -126,9 +129,9 @@ impl Reporter {
                 tracing::warn!(ingress = %subject, warning = %message, "Ingress partially applied");
                 Some(("Annotation", reason))
             }
-            FindingKind::Manifest => {
+            FindingKind::Manifest { reason } => {
                 tracing::error!(error = %message, "manifest rejected, its last good objects stay in use");
-                Some(("File", "parse"))
+                Some(("File", reason))
             }
             FindingKind::ConfigOption => {
                 tracing::warn!(configmap_key = %subject, problem = %message, "ConfigMap option not applied");

@@ -264,7 +264,7 @@ fn findings(
     }
     for e in source_errors {
         out.push(Finding {
-            kind: FindingKind::Manifest,
+            kind: FindingKind::Manifest { reason: e.reason() },
             subject: String::new(),
             message: e.to_string(),
         });
@@ -290,6 +290,10 @@ fn retire(previous: Arc<Snapshot>) {
 
 /// File mode: re-scan `dir` every `interval` and apply changes until `shutdown` turns true.
 /// The folder disappearing keeps the running snapshot (and is logged once).
+///
+/// Scans run on a blocking thread, off the runtime: reading and parsing files is bounded per file
+/// ([`crate::manifests::ParseLimits`]), and large files are parsed apart, so a slow file never holds
+/// up the other files' changes.
 pub async fn watch_manifest_dir(
     mut dir: ManifestDir,
     mut syncer: Syncer,
@@ -306,7 +310,28 @@ pub async fn watch_manifest_dir(
                 }
             }
         }
-        match dir.scan() {
+        let mut scanning = tokio::task::spawn_blocking(move || {
+            let scan = dir.scan();
+            (dir, scan)
+        });
+        let (back, scan) = loop {
+            tokio::select! {
+                r = &mut scanning => match r {
+                    Ok(r) => break r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "manifests scan failed; no longer watching the folder");
+                        return;
+                    }
+                },
+                r = shutdown.changed() => {
+                    if r.is_err() || *shutdown.borrow() {
+                        return;
+                    }
+                }
+            }
+        };
+        dir = back;
+        match scan {
             Ok(scan) => {
                 if dir_error.take().is_some() {
                     tracing::info!(dir = %dir.dir().display(), "manifests folder readable again");
