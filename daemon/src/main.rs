@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod limits;
 mod services;
 mod shutdown;
 mod wait_shutdown;
@@ -240,6 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
     server.bootstrap();
 
     let edge_metrics = EdgeMetrics::register(&registry).context("registering metrics")?;
+    let conn_table = proxy_core::ConnTable::new(limits::connection_fd_cap());
     let fallback_cert = TlsCert::fake();
     let listener = |name: &'static str,
                     tls: Option<pingora::listeners::tls::Acceptor>,
@@ -249,12 +251,13 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
             WeirProxy::new(handle.clone(), Some(proxy_metrics.clone())),
         );
         let mut options = pingora::apps::HttpServerOptions::default();
-        // ingress-nginx's keep-alive-requests default.
-        options.keepalive_request_limit = Some(1000);
+        // `keep-alive-requests` is applied per request from the snapshot (proxy_core edge).
+        options.keepalive_request_limit = None;
         // HTTP/2 without TLS (prior knowledge) on the plain listener, when asked for.
         options.h2c = tls.is_none() && cli.enable_h2c;
         app.server_options = Some(options);
-        let edge = EdgeApp::new(app, handle.clone(), tls, name, Some(edge_metrics.clone()));
+        let edge = EdgeApp::new(app, handle.clone(), tls, name, Some(edge_metrics.clone()))
+            .with_conn_table(conn_table.clone());
         let endpoint = edge.listener(&socket.addr().to_string());
         let mut service = pingora::services::listening::Service::new(format!("weir {name}"), edge);
         service.add_listener(endpoint);

@@ -4,7 +4,10 @@
 //! optionally with an `s` suffix), `proxy-next-upstream-tries`, `ssl-redirect`, `hsts`,
 //! `hsts-max-age`, `hsts-include-subdomains`, `hsts-preload`, `use-proxy-protocol`,
 //! `use-forwarded-headers`, `forwarded-for-header`, `compute-full-forwarded-for`,
-//! `proxy-real-ip-cidr`, and `ssl-protocols` / `use-http2` at their defaults. A bad value keeps
+//! `proxy-real-ip-cidr`, the connection limits (`keep-alive`, `keep-alive-requests`,
+//! `client-header-timeout`, `client-body-timeout`, `client-header-buffer-size`,
+//! `large-client-header-buffers`, `max-worker-connections`), and `ssl-protocols` / `use-http2` at
+//! their defaults. A bad value keeps
 //! the default for that key and is reported; a key Weir does not implement yet is reported once.
 
 use std::time::Duration;
@@ -156,6 +159,9 @@ impl GlobalConfig {
                         "expected a whole number from 1 to 255, got {value:?}"
                     )),
                 },
+                key if crate::config_limits::KEYS.contains(&key) => {
+                    crate::config_limits::apply(key, value, &mut cfg.server.conn)
+                }
                 _ => Err("not supported by Weir yet; ignored".to_string()),
             };
             if let Err(message) = result {

@@ -22,6 +22,7 @@ pub mod annotations;
 pub mod api;
 pub mod class;
 pub mod config;
+mod config_limits;
 pub mod endpoints;
 pub mod leader;
 pub mod manifests;

@@ -79,8 +79,8 @@ pub use proxy::{RequestCtx, WeirProxy};
 // The listener edge: PROXY protocol, TLS, client address.
 pub use client_ip::{parse_cidrs, ClientIpConfig};
 pub use edge::{
-    read_proxy_header, EdgeApp, EdgeMetrics, ProxyHeader, ProxyProtocolError, SniResolver,
-    PROXY_PROTOCOL_TIMEOUT, PROXY_V1_MAX_LEN,
+    read_proxy_header, ConnLimits, ConnPlace, ConnTable, EdgeApp, EdgeMetrics, GuardedStream,
+    ProxyHeader, ProxyProtocolError, SniResolver, PROXY_PROTOCOL_TIMEOUT, PROXY_V1_MAX_LEN,
 };
 pub use tls::{CertError, CertIndex, TlsCert};
 

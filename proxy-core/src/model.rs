@@ -152,4 +152,6 @@ pub struct ServerPolicy {
     /// `use-port-in-redirects`: show the HTTPS port in redirect URLs (default off, as behind a
     /// load balancer the client-facing port is 443).
     pub port_in_redirects: bool,
+    /// Connection lifecycle limits (`keep-alive`, `client-header-timeout`, ...).
+    pub conn: crate::edge::ConnLimits,
 }

@@ -4,8 +4,12 @@
 //! snapshot's per-SNI certificates on TLS listeners ([`SniResolver`]), then hands the stream to
 //! the HTTP proxy.
 
+mod limits;
 mod proxy_protocol;
 mod sni;
+
+pub(crate) use limits::{on_request, request_done};
+pub use limits::{ConnLimits, ConnPlace, ConnTable, GuardedStream};
 
 pub use proxy_protocol::{read_proxy_header, ProxyHeader, ProxyProtocolError, PROXY_V1_MAX_LEN};
 pub use sni::SniResolver;
@@ -58,6 +62,7 @@ pub struct EdgeApp<A> {
     tls: Option<Acceptor>,
     listener: &'static str,
     metrics: Option<EdgeMetrics>,
+    table: Option<Arc<ConnTable>>,
 }
 
 impl<A> EdgeApp<A> {
@@ -75,7 +80,15 @@ impl<A> EdgeApp<A> {
             tls,
             listener,
             metrics,
+            table: None,
         }
+    }
+
+    /// Count this listener's connections in `table` (shared by every proxy listener), for the
+    /// connection cap (`max-worker-connections`).
+    pub fn with_conn_table(mut self, table: Arc<ConnTable>) -> Self {
+        self.table = Some(table);
+        self
     }
 
     /// The listening endpoint for this app on `addr`, with read buffers sized for it. Pingora
@@ -163,8 +176,21 @@ where
     A: ServerApp + Send + Sync + 'static,
 {
     async fn process_new(self: &Arc<Self>, io: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        let proxy_protocol = self.snapshot.load().server().proxy_protocol;
-        let mut io = if proxy_protocol || self.tls.is_some() {
+        let (proxy_protocol, limits) = {
+            let snapshot = self.snapshot.load();
+            (snapshot.server().proxy_protocol, snapshot.server().conn)
+        };
+        let _place = match &self.table {
+            Some(table) => match table.enter(&limits) {
+                Some(place) => Some(place),
+                None => {
+                    self.count("connection_limit");
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let io = if proxy_protocol || self.tls.is_some() {
             // Boxed apart: the handshake state is large and would otherwise stay allocated for
             // the whole life of every keep-alive connection.
             let prepare = Box::pin(self.prepare(io, proxy_protocol));
@@ -177,13 +203,32 @@ where
                     std::future::pending::<()>().await;
                 }
             };
+            // As nginx, the handshake has the header timeout (`client-header-timeout`).
+            let prepare = tokio::time::timeout(limits.client_header_timeout, prepare);
             tokio::select! {
-                io = prepare => io?,
+                io = prepare => match io {
+                    Ok(io) => io?,
+                    Err(_) => {
+                        self.count("handshake_timeout");
+                        return None;
+                    }
+                },
                 () = stopping => return None,
             }
         } else {
             io
         };
+        // HTTP/1 gets the keep-alive, header and size limits; HTTP/2 is not wrapped.
+        let mut io: Stream =
+            if matches!(io.selected_alpn_proto(), Some(pingora::protocols::ALPN::H2)) {
+                io
+            } else {
+                Box::new(GuardedStream::new(
+                    io,
+                    self.snapshot.clone(),
+                    self.table.clone(),
+                ))
+            };
         // Keep-alive: later requests on this connection go straight to HTTP.
         loop {
             io = self.inner.process_new(io, shutdown).await?;

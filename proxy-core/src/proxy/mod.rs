@@ -174,6 +174,7 @@ impl ProxyHttp for WeirProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let snapshot = self.snapshot.load();
+        crate::edge::on_request(session, &snapshot.server().conn);
         self.client_facts(session, &snapshot, ctx);
         let snapshot = &**ctx.snapshot.insert(snapshot);
         let req = session.req_header();
@@ -391,6 +392,7 @@ impl ProxyHttp for WeirProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        crate::edge::request_done(session);
         let Some(metrics) = &self.metrics else { return };
         let Some(snapshot) = &ctx.snapshot else {
             return;
@@ -467,6 +469,8 @@ pub(crate) fn error_status(e: &Error) -> u16 {
             ErrorSource::Upstream,
         ) => 504,
         (_, ErrorSource::Upstream) => 502,
+        // `client-body-timeout`: nginx's 408.
+        (ErrorType::ReadTimedout, ErrorSource::Downstream) => 408,
         (
             ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
             ErrorSource::Downstream,
