@@ -4,6 +4,7 @@
 //! snapshot's per-SNI certificates on TLS listeners ([`SniResolver`]), then hands the stream to
 //! the HTTP proxy.
 
+pub(crate) mod framing;
 mod proxy_protocol;
 mod sni;
 
