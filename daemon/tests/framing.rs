@@ -343,3 +343,44 @@ GET /last HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n";
         assert!(r.ends_with("\r\n\r\n0\r\n\r\n"), "{r}");
     }
 }
+
+/// A client that goes away mid-header is not an error: no ERROR line, counted by phase. Error
+/// answers (502 here) say nothing about Pingora.
+#[test]
+fn client_disconnects_are_quiet_and_counted_and_errors_name_no_server() {
+    let s = setup();
+    let count = |w: &Weir| {
+        w.metrics()
+            .value("weir_client_disconnects_total", &[("phase", "header")])
+            .unwrap_or(0.0)
+    };
+    let before = count(&s.weir);
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(s.weir.http).unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nHost: raw.te").unwrap();
+        drop(c);
+    }
+    s.weir.poll(
+        Duration::from_secs(10),
+        "three header-phase disconnects counted",
+        || (count(&s.weir) >= before + 3.0).then_some(()),
+    );
+    assert_eq!(count(&s.weir), before + 3.0);
+    assert!(!s.weir.log().contains("Fail to proxy"), "{}", s.weir.log());
+    assert!(!s.weir.log().contains("ERROR"), "{}", s.weir.log());
+
+    // An upstream that refuses: 502 with nginx's page, no Server header at all.
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("web", "gone", &[closed_addr()]));
+    m.write(
+        "ing.yaml",
+        &ingress("web", "site", &[("gone.test", "Prefix", "/", "gone")]),
+    );
+    let w = Weir::start(m.path(), &[]);
+    let r = w.get("gone.test", "/");
+    assert_eq!(r.status, 502, "{r:?}");
+    assert_eq!(r.header("server"), None, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("text/html"), "{r:?}");
+    assert!(r.body.contains("<title>502 Bad Gateway</title>"), "{r:?}");
+}
