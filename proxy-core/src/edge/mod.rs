@@ -5,9 +5,15 @@
 //! the HTTP proxy.
 
 pub(crate) mod framing;
+mod h2;
 mod proxy_protocol;
 mod sni;
 
+pub use h2::{
+    h2_server_options, H2_HEADER_TABLE_SIZE, H2_MAX_CONCURRENT_RESETS, H2_MAX_CONCURRENT_STREAMS,
+    H2_MAX_HEADER_LIST_SIZE, H2_MAX_LOCAL_ERROR_RESETS, H2_MAX_PENDING_ACCEPT_RESETS,
+    H2_MAX_SEND_BUFFER,
+};
 pub use proxy_protocol::{read_proxy_header, ProxyHeader, ProxyProtocolError, PROXY_V1_MAX_LEN};
 pub use sni::SniResolver;
 
