@@ -256,6 +256,7 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
         // HTTP/2 without TLS (prior knowledge) on the plain listener, when asked for.
         options.h2c = tls.is_none() && cli.enable_h2c;
         app.server_options = Some(options);
+        app.h2_options = Some(proxy_core::h2_server_options());
         let edge = EdgeApp::new(app, handle.clone(), tls, name, Some(edge_metrics.clone()))
             .with_conn_table(conn_table.clone());
         let endpoint = edge.listener(&socket.addr().to_string());

@@ -82,6 +82,12 @@ pub use edge::{
     read_proxy_header, ConnLimits, ConnPlace, ConnTable, EdgeApp, EdgeMetrics, GuardedStream,
     ProxyHeader, ProxyProtocolError, SniResolver, PROXY_PROTOCOL_TIMEOUT, PROXY_V1_MAX_LEN,
 };
+// HTTP/2 limits of the listeners.
+pub use edge::{
+    h2_server_options, H2_HEADER_TABLE_SIZE, H2_MAX_CONCURRENT_RESETS, H2_MAX_CONCURRENT_STREAMS,
+    H2_MAX_HEADER_LIST_SIZE, H2_MAX_LOCAL_ERROR_RESETS, H2_MAX_PENDING_ACCEPT_RESETS,
+    H2_MAX_SEND_BUFFER,
+};
 pub use tls::{CertError, CertIndex, TlsCert};
 
 /// Re-export of the Pingora version this crate is built on.

@@ -45,6 +45,10 @@ pub struct ProxyMetrics {
     pub request_size: HistogramVec,
     /// `..._response_size`: response body bytes sent to the client.
     pub response_size: HistogramVec,
+    /// `weir_client_disconnects_total{phase}`: clients that closed, reset or timed out before
+    /// their exchange was complete (`header`: while sending the request header; `request`: before
+    /// the response header was sent; `response`: while receiving the response).
+    pub client_disconnects: IntCounterVec,
 }
 
 impl ProxyMetrics {
@@ -72,8 +76,18 @@ impl ProxyMetrics {
             &REQUEST_LABELS,
         )?;
         registry.register(Box::new(requests.clone()))?;
+        let client_disconnects = IntCounterVec::new(
+            Opts::new(
+                "weir_client_disconnects_total",
+                "Clients that closed, reset or timed out before their exchange was complete",
+            )
+            .const_labels(const_labels.clone()),
+            &["phase"],
+        )?;
+        registry.register(Box::new(client_disconnects.clone()))?;
         Ok(ProxyMetrics {
             requests,
+            client_disconnects,
             request_duration: hist(
                 "request_duration_seconds",
                 "The request processing time in seconds",

@@ -32,6 +32,24 @@ pub enum CertError {
     KeyMismatch,
 }
 
+/// A PEM error in words: the markers and lines it names as text, not as lists of byte values.
+fn pem_error(e: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "a PEM section is truncated: its \"-----END {}-----\" line is missing",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::IllegalSectionStart { line } => format!(
+            "invalid PEM section start line \"{}\"",
+            String::from_utf8_lossy(line)
+        ),
+        Error::Base64Decode(m) => format!("invalid base64 in a PEM section: {m}"),
+        Error::NoItemsFound => "no PEM section found".to_string(),
+        other => other.to_string(),
+    }
+}
+
 impl CertError {
     /// Short reason used as a metric label.
     pub fn metric_label(&self) -> &'static str {
@@ -71,12 +89,12 @@ impl TlsCert {
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsCert, CertError> {
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
             .collect::<Result<_, _>>()
-            .map_err(|e| CertError::BadCertificate(e.to_string()))?;
+            .map_err(|e| CertError::BadCertificate(pem_error(&e)))?;
         if chain.is_empty() {
             return Err(CertError::NoCertificate);
         }
         let key =
-            PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::BadKey(e.to_string()))?;
+            PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::BadKey(pem_error(&e)))?;
         let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => CertError::KeyMismatch,
             other => CertError::BadKey(other.to_string()),
@@ -249,6 +267,17 @@ mod tests {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn truncated_certificate_errors_are_in_words() {
+        let (c, k) = cert_for(&["a.example.com"]);
+        let truncated = &c[..c.len() / 2];
+        let err = TlsCert::from_pem(truncated.as_bytes(), k.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tls.crt does not parse: a PEM section is truncated: its \"-----END CERTIFICATE-----\" line is missing"
+        );
     }
 
     #[test]

@@ -4,13 +4,19 @@
 //! snapshot's per-SNI certificates on TLS listeners ([`SniResolver`]), then hands the stream to
 //! the HTTP proxy.
 
+pub(crate) mod framing;
+mod h2;
 mod limits;
 mod proxy_protocol;
 mod sni;
 
+pub use h2::{
+    h2_server_options, H2_HEADER_TABLE_SIZE, H2_MAX_CONCURRENT_RESETS, H2_MAX_CONCURRENT_STREAMS,
+    H2_MAX_HEADER_LIST_SIZE, H2_MAX_LOCAL_ERROR_RESETS, H2_MAX_PENDING_ACCEPT_RESETS,
+    H2_MAX_SEND_BUFFER,
+};
 pub(crate) use limits::{on_request, request_done};
 pub use limits::{ConnLimits, ConnPlace, ConnTable, GuardedStream};
-
 pub use proxy_protocol::{read_proxy_header, ProxyHeader, ProxyProtocolError, PROXY_V1_MAX_LEN};
 pub use sni::SniResolver;
 

@@ -177,6 +177,19 @@ impl ProxyHttp for WeirProxy {
         crate::edge::on_request(session, &snapshot.server().conn);
         self.client_facts(session, &snapshot, ctx);
         let snapshot = &**ctx.snapshot.insert(snapshot);
+        // Answer pipelined HTTP/1.1 requests in order instead of closing after the first.
+        session.as_downstream_mut().set_pipelining_enabled(true);
+        if let Err(refused) = crate::edge::framing::check(session.req_header()) {
+            tracing::debug!(
+                status = refused.status,
+                reason = refused.reason,
+                "request refused"
+            );
+            ctx.local_status = Some(refused.status);
+            session.set_keepalive(None);
+            local::respond_page(session, refused.status).await?;
+            return Ok(true);
+        }
         let req = session.req_header();
         let host = normalize_host(request_host(req));
         let Ok(path) = normalize_path(req.uri.path()) else {
@@ -340,16 +353,34 @@ impl ProxyHttp for WeirProxy {
         e
     }
 
-    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
-        // A client that goes away is not a proxy error worth an ERROR line.
-        error.esource() == &ErrorSource::Downstream
+    fn suppress_error_log(&self, session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
+        // A client that goes away is not a proxy error worth an ERROR line: debug, and counted.
+        let gone = error.esource() == &ErrorSource::Downstream
             && matches!(
                 error.etype(),
                 ErrorType::ConnectionClosed
                     | ErrorType::ReadError
                     | ErrorType::WriteError
                     | ErrorType::ReadTimedout
-            )
+            );
+        if gone {
+            let phase = match session.response_written() {
+                None => "request",
+                Some(_) => "response",
+            };
+            tracing::debug!(error = %error, phase, "client went away");
+            if let Some(m) = &self.metrics {
+                m.client_disconnects.with_label_values(&[phase]).inc();
+            }
+        }
+        gone
+    }
+
+    fn request_header_read_failed(&self, error: &Error) {
+        tracing::debug!(error = %error, "client went away before its request header was complete");
+        if let Some(m) = &self.metrics {
+            m.client_disconnects.with_label_values(&["header"]).inc();
+        }
     }
 
     async fn fail_to_proxy(
@@ -363,6 +394,7 @@ impl ProxyHttp for WeirProxy {
             let sent = match crate::pages::page(code) {
                 Some(page) => {
                     let mut resp = pingora::protocols::http::error_resp::gen_error_response(code);
+                    resp.remove_header(&http::header::SERVER);
                     let headers = resp
                         .insert_header(http::header::CONTENT_TYPE, "text/html")
                         .and_then(|_| resp.set_content_length(page.len()));
@@ -379,7 +411,14 @@ impl ProxyHttp for WeirProxy {
                         Err(e) => Err(e),
                     }
                 }
-                None => session.respond_error(code).await,
+                None => {
+                    let mut resp = pingora::protocols::http::error_resp::gen_error_response(code);
+                    resp.remove_header(&http::header::SERVER);
+                    session
+                        .as_downstream_mut()
+                        .write_error_response(resp, bytes::Bytes::new())
+                        .await
+                }
             };
             if let Err(err) = sent {
                 tracing::debug!(error = %err, "could not send the error response");
