@@ -246,20 +246,40 @@ impl RouteTable {
 }
 
 /// Normalize a request host: lowercase, without port and trailing dot. Borrows when already normal.
+///
+/// Normalizing twice changes nothing: every trailing `:PORT` and `.` is removed, so
+/// `foo.com..:80` and `foo.com:80.` are `foo.com` (not `foo.com.` nor `foo.com:80`, which a second
+/// pass would change again). An IPv6 literal keeps its brackets and loses what follows `]` (one
+/// without `]` only loses trailing dots).
 pub fn normalize_host(raw: &str) -> Cow<'_, str> {
-    let without_port = if let Some(rest) = raw.strip_prefix('[') {
-        // IPv6 literal: keep the brackets, drop what follows `]`.
-        match rest.find(']') {
+    let host = match raw.strip_prefix('[') {
+        Some(rest) => match rest.find(']') {
             Some(end) => &raw[..end + 2],
-            None => raw,
-        }
-    } else {
-        match raw.rfind(':') {
-            Some(p) if raw[p + 1..].bytes().all(|b| b.is_ascii_digit()) => &raw[..p],
-            _ => raw,
-        }
+            None => raw.trim_end_matches('.'),
+        },
+        None => strip_ports_and_dots(raw),
     };
-    ascii_lowercase(without_port.strip_suffix('.').unwrap_or(without_port))
+    ascii_lowercase(host)
+}
+
+/// `raw` without its trailing `:PORT` (digits, possibly none) and `.` suffixes, in any order and
+/// number. Linear: each round removes what it looked at, except the last round.
+fn strip_ports_and_dots(raw: &str) -> &str {
+    let mut host = raw;
+    loop {
+        let without_dots = host.trim_end_matches('.');
+        if without_dots.len() < host.len() {
+            host = without_dots;
+            continue;
+        }
+        match host
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .strip_suffix(':')
+        {
+            Some(without_port) => host = without_port,
+            None => return host,
+        }
+    }
 }
 
 /// `s` in ASCII lower case, borrowed when it already is (host names usually are).
@@ -383,4 +403,45 @@ pub fn valid_rule_host(host: &str) -> bool {
             && !label.starts_with('-')
             && !label.ends_with('-')
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `routing` fuzz target: one pass left a port or a dot that a second pass
+    /// removed (`example.com..:80` gave `example.com.`).
+    #[test]
+    fn normalize_host_is_idempotent() {
+        for (raw, want) in [
+            ("example.com..:80", "example.com"),
+            ("Example.COM:80.", "example.com"),
+            ("a:1:2", "a"),
+            ("a::", "a"),
+            ("a.:1.:2.", "a"),
+            ("...", ""),
+            ("[::1", "[::1"),
+            ("[::1.:8", "[::1.:8"),
+            ("[::1..", "[::1"),
+            ("[::1]:80.", "[::1]"),
+            ("foo.com:8080", "foo.com"),
+            ("foo:bar", "foo:bar"),
+        ] {
+            let once = normalize_host(raw);
+            assert_eq!(once, want, "normalize_host({raw:?})");
+            assert_eq!(normalize_host(&once), once, "normalize_host({once:?})");
+        }
+        assert!(matches!(
+            normalize_host("foo.com:80"),
+            Cow::Borrowed("foo.com")
+        ));
+    }
+
+    #[test]
+    fn normalize_host_is_linear_on_long_suffixes() {
+        let raw = ":1.".repeat(100_000);
+        let start = std::time::Instant::now();
+        assert_eq!(normalize_host(&raw), "");
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+    }
 }
