@@ -16,7 +16,7 @@ use std::sync::LazyLock;
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use libfuzzer_sys::fuzz_target;
 use pingora_core::protocols::http::v1::server::HttpSession;
-use proxy_core::routing::{normalize_host, normalize_path};
+use proxy_core::{normalize_host, normalize_path};
 
 static RT: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_current_thread()

@@ -1,4 +1,4 @@
-//! PROXY protocol v1/v2 header reader (`proxy_core::proxy_protocol::read_header`) on arbitrary
+//! PROXY protocol v1/v2 header reader (`proxy_core::read_proxy_header`) on arbitrary
 //! bytes: it must never panic, must consume only the header, and whatever it accepts must
 //! re-encode (as v1 and as v2) into a header that reads back the same addresses.
 #![no_main]
@@ -8,7 +8,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use proxy_core::proxy_protocol::{read_header, ProxyHeader, ProxyProtocolError, V1_MAX_LEN};
+use proxy_core::{
+    read_proxy_header as read_header, ProxyHeader, ProxyProtocolError,
+    PROXY_V1_MAX_LEN as V1_MAX_LEN,
+};
 
 static RT: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_current_thread()

@@ -1,4 +1,4 @@
-//! Host and path normalisation (`proxy_core::routing::{normalize_host, normalize_path}`) and route
+//! Host and path normalisation (`proxy_core::{normalize_host, normalize_path}`) and route
 //! lookup (`Snapshot::find` on a small fixed snapshot), as the proxy runs them on every request.
 //!
 //! Properties: nothing panics; a normalized host is lowercase and normalizing it again changes
@@ -13,7 +13,7 @@
 use std::sync::{Arc, LazyLock};
 
 use libfuzzer_sys::fuzz_target;
-use proxy_core::routing::{normalize_host, normalize_path};
+use proxy_core::{normalize_host, normalize_path};
 use proxy_core::{
     DefaultRoute, PathKind, Route, RouteId, RouteMeta, Snapshot, SnapshotBuilder, Target,
 };
