@@ -53,6 +53,7 @@ impl<'a> IngressPolicies<'a> {
             refusal: a.refusal.as_ref().map(|reason| Refusal {
                 reason: reason.as_str().into(),
             }),
+            rewrite: a.rewrite.policy(),
             ..settings.base_policy.clone()
         });
         IngressPolicies {
@@ -167,6 +168,20 @@ pub fn translate(
             ..Default::default()
         },
     };
+    // As ingress-nginx's `enforceRegexModifier`: a host where any Ingress uses regex paths or
+    // rewrites has all its paths (of every Ingress) matched as regexes.
+    for ing in &ingresses {
+        for rule in &ing.rules {
+            if ing.annotations.rewrite.wants_regex(&rule.path) {
+                if let Err(e) = builder.regex_host(rule.host.as_deref()) {
+                    warnings.push(Warning {
+                        ingress: ing.order.name.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
     let mut catch_all: Option<DefaultRoute> = None;
     let mut hosts_seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for ing in &ingresses {
