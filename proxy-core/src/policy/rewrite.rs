@@ -249,4 +249,34 @@ mod tests {
         assert_eq!(answer("/"), (302, "http://a.test:8080/app".to_string()));
         assert_eq!(answer("/x"), (301, "https://e.test/".to_string()));
     }
+
+    #[tokio::test]
+    async fn fixed_redirects_come_before_the_https_redirect() {
+        let header = RequestHeader::build("GET", b"/x", None).unwrap();
+        let req = StepRequest::new(&header, None, false, "a.test", "/x");
+        let mut p = super::super::RoutePolicy {
+            https_redirect: Some(super::super::HttpsRedirect::default()),
+            rewrite: Some(Box::new(Rewrite {
+                redirect: Some(UrlRedirect {
+                    location: HeaderValue::from_static("https://e.test/"),
+                    status: StatusCode::FOUND,
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let server = crate::model::ServerPolicy::default();
+        let status = |p: &super::super::RoutePolicy| {
+            let p = p.clone();
+            let server = server.clone();
+            async move {
+                super::super::on_request(&p, &req, &server)
+                    .await
+                    .map(|a| a.status.as_u16())
+            }
+        };
+        assert_eq!(status(&p).await, Some(302));
+        p.rewrite = None;
+        assert_eq!(status(&p).await, Some(308));
+    }
 }
