@@ -273,3 +273,75 @@ fn malformed_values_and_unsupported_regexes_are_reported() {
     );
     assert_eq!(case.weir.get("la.bar.com", "/xy").status, 404);
 }
+
+/// `from-to-www-redirect` (ingress-nginx's `fromtowwwredirect.go`): `www.` of the host redirects
+/// to it with `http-redirect-code` (308 by default), the URI kept without a trailing slash; the
+/// apex of a `www.` host redirects to it; not when an Ingress names the other host.
+#[test]
+fn from_to_www_redirect_and_http_redirect_code() {
+    let ingresses = [
+        ingress_with(
+            "www",
+            "fromtowwwredirect.bar.com",
+            "/foo",
+            &[("from-to-www-redirect", "true")],
+        ),
+        ingress_with(
+            "apex",
+            "www.apex.bar.com",
+            "/",
+            &[("from-to-www-redirect", "true")],
+        ),
+        ingress_with(
+            "taken",
+            "taken.bar.com",
+            "/",
+            &[("from-to-www-redirect", "true")],
+        ),
+        ingress_with("taken-www", "www.taken.bar.com", "/", &[]),
+    ];
+    let case = start(&ingresses);
+    let r = case.weir.get("www.fromtowwwredirect.bar.com", "/foo");
+    assert_eq!(r.status, 308, "{r:?}");
+    assert_eq!(
+        r.header("location"),
+        Some("http://fromtowwwredirect.bar.com:80/foo")
+    );
+    let r = case.weir.get("apex.bar.com", "/a/?q=1");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (308, Some("http://www.apex.bar.com:80/a/?q=1"))
+    );
+    let r = case.weir.get("www.apex.bar.com", "/");
+    assert_eq!(r.echo()["host"], "www.apex.bar.com");
+    assert_eq!(
+        upstream_path(&case.weir.get("www.taken.bar.com", "/x")),
+        "/x"
+    );
+    assert!(case.weir.log().contains("www.taken.bar.com"));
+    drop(case);
+
+    // The ConfigMap's http-redirect-code sets the status.
+    let app = EchoServer::start("app").unwrap();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("ns", "app", &[app.addr()]));
+    m.write("ing.yaml", &ingresses[0]);
+    m.write(
+        "cm.yaml",
+        &configmap(
+            "ingress-nginx",
+            "ingress-nginx-controller",
+            &[("http-redirect-code", "301")],
+        ),
+    );
+    let weir = Weir::start(
+        m.path(),
+        &["--configmap", "ingress-nginx/ingress-nginx-controller"],
+    );
+    let r = weir.get("www.fromtowwwredirect.bar.com", "/foo/");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (301, Some("http://fromtowwwredirect.bar.com:80/foo"))
+    );
+}

@@ -281,6 +281,53 @@ pub fn translate(
             }
         }
     }
+    // `from-to-www-redirect`: the other name of a host (`www.` added or removed) redirects to
+    // it, unless some Ingress names that host (the oldest Ingress asking wins).
+    for ing in &ingresses {
+        if !ing.annotations.rewrite.from_to_www {
+            continue;
+        }
+        for host in ing.hosts.iter().flatten() {
+            if host.starts_with("*.") {
+                continue;
+            }
+            let from = match host.strip_prefix("www.") {
+                Some(apex) => apex.to_string(),
+                None => format!("www.{host}"),
+            };
+            if hosts_seen.contains(&from) {
+                warnings.push(Warning {
+                    ingress: ing.order.name.clone(),
+                    message: format!(
+                        "an Ingress already defines host {from}: no from-to-www redirect from it to {host}"
+                    ),
+                });
+                continue;
+            }
+            let route = DefaultRoute {
+                target: proxy_core::Target::NotFound,
+                meta: RouteMeta {
+                    namespace: ing.namespace.as_str().into(),
+                    ingress: ing.name.as_str().into(),
+                    path: "/".into(),
+                    ..Default::default()
+                },
+                policy: Arc::new(RoutePolicy {
+                    rewrite: Some(Box::new(proxy_core::Rewrite {
+                        www_redirect: Some(host.as_str().into()),
+                        ..Default::default()
+                    })),
+                    ..settings.base_policy.clone()
+                }),
+            };
+            if let Err(e) = builder.host_default(Some(&from), route, ing.order.clone()) {
+                warnings.push(Warning {
+                    ingress: ing.order.name.clone(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
     if let Some(d) = catch_all {
         if let Err(e) = builder.host_default(None, d, RouteOrder::default()) {
             warnings.push(Warning {

@@ -152,4 +152,7 @@ pub struct ServerPolicy {
     /// `use-port-in-redirects`: show the HTTPS port in redirect URLs (default off, as behind a
     /// load balancer the client-facing port is 443).
     pub port_in_redirects: bool,
+    /// `http-redirect-code`: the status of the HTTPS and `from-to-www-redirect` redirects
+    /// (`None`: 308).
+    pub http_redirect_code: Option<http::StatusCode>,
 }

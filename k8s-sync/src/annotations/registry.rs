@@ -296,7 +296,7 @@ pub static ANNOTATIONS: &[Annotation] = &[
     not_yet("fastcgi-index", F::Backend, "FastCGI index file (with `backend-protocol: FCGI`)"),
     not_yet("fastcgi-params-configmap", F::Backend, "ConfigMap of FastCGI parameters (with `backend-protocol: FCGI`)"),
     implemented("force-ssl-redirect", F::Redirect, false, "Redirects plain-HTTP requests to HTTPS even when the host has no TLS", ""),
-    not_yet("from-to-www-redirect", F::Redirect, "Redirects `www.host` to `host`, or the reverse, whichever the rule does not name"),
+    implemented("from-to-www-redirect", F::Redirect, false, "Redirects `www.host` to `host`, or the reverse, whichever the rule does not name", "Not when an Ingress names the other host; the redirect's port is 80 or 443 by scheme (ingress-nginx shows its listener's port) ([rewrites](rewrites.md))"),
     not_yet("http2-push-preload", F::Misc, "Turns `Link: rel=preload` response headers into HTTP/2 server pushes"),
     not_yet("limit-allowlist", F::Limits, "Client CIDRs exempt from the rate limits"),
     not_yet("limit-burst-multiplier", F::Limits, "Burst allowed above `limit-rps`/`limit-rpm`, as a multiple of the limit (default 5)"),
@@ -512,6 +512,7 @@ mod tests {
             "upstream-vhost",
             "use-regex",
             "x-forwarded-prefix",
+            "from-to-www-redirect",
         ];
         for name in implemented {
             assert_eq!(lookup(name).unwrap().status, Status::Implemented, "{name}");

@@ -10,6 +10,7 @@ use super::boolean;
 /// The annotations of this family.
 pub(super) const KEYS: &[&str] = &[
     "app-root",
+    "from-to-www-redirect",
     "permanent-redirect",
     "permanent-redirect-code",
     "rewrite-target",
@@ -41,6 +42,9 @@ pub struct Rewrites {
     pub temporal: Option<HeaderValue>,
     /// `temporal-redirect-code` (default 302; outside 300–307 means 302, as ingress-nginx).
     pub temporal_code: Option<u16>,
+    /// `from-to-www-redirect`: the other name of each host (`www.` added or removed) redirects
+    /// to it.
+    pub from_to_www: bool,
 }
 
 /// ingress-nginx's `RegexPathWithCapture`: an optional leading `/`, then `-._~`, letters,
@@ -82,6 +86,7 @@ impl Rewrites {
         match name {
             "rewrite-target" => self.target = Some(path_with_captures(value)?),
             "use-regex" => self.use_regex = boolean(value)?,
+            "from-to-www-redirect" => self.from_to_www = boolean(value)?,
             "app-root" => {
                 let root = path_with_captures(value)?;
                 if !root.starts_with('/') || root.contains('$') {
@@ -140,6 +145,7 @@ impl Rewrites {
             target: self.target.as_deref().map(Into::into),
             forwarded_prefix: self.forwarded_prefix.as_deref().map(Into::into),
             upstream_vhost: self.upstream_vhost.clone(),
+            www_redirect: None,
         };
         (r != Rewrite::default()).then(|| Box::new(r))
     }
@@ -158,6 +164,10 @@ mod tests {
         assert!(r.parse("rewrite-target", "").is_err());
         assert_eq!(r.target.as_deref(), Some("/$2"));
         assert!(r.parse("use-regex", "maybe").is_err());
+        assert!(r.parse("from-to-www-redirect", "yes").is_err());
+        assert!(!r.from_to_www);
+        assert!(r.parse("from-to-www-redirect", "true").is_ok());
+        assert!(r.from_to_www);
         assert!(r.parse("use-regex", "true").is_ok());
         assert!(r.use_regex);
         assert!(r.parse("app-root", "http://x/app").is_err());

@@ -145,7 +145,7 @@ fn builtin(
         Phase::Rewrite => policy
             .rewrite
             .as_ref()
-            .and_then(|r| r.answer(req))
+            .and_then(|r| r.answer(req, server))
             .or_else(|| {
                 policy
                     .https_redirect

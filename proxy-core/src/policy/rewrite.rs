@@ -27,6 +27,10 @@ pub struct Rewrite {
     pub forwarded_prefix: Option<Box<str>>,
     /// `upstream-vhost`: the `Host` header sent upstream.
     pub upstream_vhost: Option<HeaderValue>,
+    /// `from-to-www-redirect`, on the route of the other name (`www.` added or removed): every
+    /// request is redirected to this host, as ingress-nginx's redirect server
+    /// (`scheme://host:port<URI without a trailing slash>`, the `http-redirect-code` status).
+    pub www_redirect: Option<Box<str>>,
 }
 
 /// A redirect of every request of a route to a fixed URL.
@@ -40,7 +44,30 @@ pub struct UrlRedirect {
 
 impl Rewrite {
     /// The rewrite phase's answer: `app-root` for `/`, then the fixed redirect.
-    pub(super) fn answer(&self, req: &StepRequest<'_>) -> Option<LocalResponse> {
+    pub(super) fn answer(
+        &self,
+        req: &StepRequest<'_>,
+        server: &crate::model::ServerPolicy,
+    ) -> Option<LocalResponse> {
+        if let Some(to) = &self.www_redirect {
+            let uri = req
+                .header()
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str());
+            let uri = uri.strip_suffix('/').unwrap_or(uri);
+            let port = if req.scheme() == "https" { 443 } else { 80 };
+            let location = format!("{}://{to}:{port}{uri}", req.scheme());
+            let status = server
+                .http_redirect_code
+                .unwrap_or(StatusCode::PERMANENT_REDIRECT);
+            return Some(match HeaderValue::try_from(location) {
+                Ok(location) => {
+                    LocalResponse::page(status).with_header(http::header::LOCATION, location)
+                }
+                Err(_) => LocalResponse::page(StatusCode::BAD_REQUEST),
+            });
+        }
         if let Some(root) = &self.app_root {
             if req.path() == "/" {
                 let host = req
@@ -240,7 +267,7 @@ mod tests {
         header.insert_header("host", "a.test:8080").unwrap();
         let answer = |path| {
             let req = StepRequest::new(&header, None, false, "a.test", path);
-            let a = r.answer(&req).unwrap();
+            let a = r.answer(&req, &Default::default()).unwrap();
             (
                 a.status.as_u16(),
                 a.headers["location"].to_str().unwrap().to_string(),
