@@ -345,3 +345,31 @@ fn from_to_www_redirect_and_http_redirect_code() {
         (301, Some("http://fromtowwwredirect.bar.com:80/foo"))
     );
 }
+
+/// `server-alias` (ingress-nginx's `alias.go`): the aliases are served by the host's rules (of
+/// every Ingress on the host), an alias another Ingress defines as its host is not taken, and an
+/// unknown name still gets the default 404.
+#[test]
+fn server_alias_serves_the_host_rules() {
+    let case = start(&[
+        ingress_with(
+            "alias",
+            "foo",
+            "/",
+            &[("server-alias", "bar, Baz.test, taken")],
+        ),
+        ingress_with("second", "foo", "/second", &[]),
+        ingress_with("taken", "taken", "/only", &[]),
+    ]);
+    for host in ["foo", "bar", "baz.test"] {
+        let r = case.weir.get(host, "/x");
+        assert_eq!(upstream_path(&r), "/x", "{host}");
+        assert_eq!(r.echo()["host"], host);
+        assert_eq!(
+            upstream_path(&case.weir.get(host, "/second/y")),
+            "/second/y"
+        );
+    }
+    assert_eq!(case.weir.get("taken", "/x").status, 404, "not an alias");
+    assert_eq!(case.weir.get("other", "/x").status, 404);
+}

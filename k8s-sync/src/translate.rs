@@ -281,6 +281,30 @@ pub fn translate(
             }
         }
     }
+    // `server-alias`: as ingress-nginx, the oldest Ingress of a host with aliases names them;
+    // an alias that is a host of some Ingress is not one.
+    let mut aliased: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for ing in &ingresses {
+        if ing.annotations.rewrite.aliases.is_empty() {
+            continue;
+        }
+        for host in ing.hosts.iter().flatten() {
+            if !aliased.insert(host.as_str()) {
+                continue;
+            }
+            for alias in &ing.annotations.rewrite.aliases {
+                if alias == host || hosts_seen.contains(alias) {
+                    continue;
+                }
+                if let Err(e) = builder.alias_host(alias, host) {
+                    warnings.push(Warning {
+                        ingress: ing.order.name.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
     // `from-to-www-redirect`: the other name of a host (`www.` added or removed) redirects to
     // it, unless some Ingress names that host (the oldest Ingress asking wins).
     for ing in &ingresses {

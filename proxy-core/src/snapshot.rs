@@ -78,7 +78,7 @@ pub fn validate_rule(host: Option<&str>, kind: PathKind, path: &str) -> Result<(
 /// Builder maps: filled once per rebuild and never exposed, so a fast hasher is enough.
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct HostEntry {
     routes: HashMap<(PathKind, String), Route>,
     /// Regex mode: paths are case-insensitive regexes anchored at the start.
@@ -94,6 +94,8 @@ pub struct SnapshotBuilder {
     default: Option<DefaultRoute>,
     tls: CertIndex,
     server: ServerPolicy,
+    /// `(alias, host)`: extra names served by a host's rules (`server-alias`).
+    aliases: Vec<(String, String)>,
 }
 
 impl SnapshotBuilder {
@@ -152,6 +154,19 @@ impl SnapshotBuilder {
         Ok(())
     }
 
+    /// Serve `alias` with the rules, fallback and regex mode of `host` (ingress-nginx's
+    /// `server-alias`). Ignored when `alias` has rules or a fallback of its own, or is already an
+    /// alias; applied when the snapshot is built, so the order of calls does not matter.
+    pub fn alias_host(&mut self, alias: &str, host: &str) -> Result<(), BuildError> {
+        let alias = ascii_lowercase(alias);
+        validate_rule(Some(&alias), PathKind::Prefix, "/")?;
+        let host = ascii_lowercase(host);
+        if !self.aliases.iter().any(|(a, _)| *a == alias) {
+            self.aliases.push((alias.into_owned(), host.into_owned()));
+        }
+        Ok(())
+    }
+
     /// Where requests for `host` go when none of its paths match (an Ingress's
     /// `spec.defaultBackend`). Lower order wins.
     pub fn host_default(
@@ -206,7 +221,15 @@ impl SnapshotBuilder {
     }
 
     /// Index everything into a snapshot.
-    pub fn build(self) -> Snapshot {
+    pub fn build(mut self) -> Snapshot {
+        for (alias, host) in std::mem::take(&mut self.aliases) {
+            if self.hosts.contains_key(&alias) {
+                continue;
+            }
+            if let Some(entry) = self.hosts.get(&host).cloned() {
+                self.hosts.insert(alias, entry);
+            }
+        }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let mut pools = Pools::new();
         let mut hosts: Vec<(String, HostEntry)> = self.hosts.into_iter().collect();

@@ -204,7 +204,7 @@ mod tests {
             ("force-ssl-redirect", "1"),
             ("whitelist-source-range", "10.0.0.0/8"),
             ("rewrite-target", "/$1"),
-            ("server-alias", "b.test"),
+            ("proxy-body-size", "8m"),
             ("server-snippet", "x"),
             ("no-such-thing", "x"),
         ]);

@@ -345,7 +345,7 @@ pub static ANNOTATIONS: &[Annotation] = &[
     not_yet("relative-redirects", F::Redirect, "Redirects issued by nginx carry a relative `Location`"),
     implemented("rewrite-target", F::Rewrite, false, "Path sent to the backend instead of the matched one; may use regex captures such as `$1`", "Puts every path of the host in regex mode, as ingress-nginx; the `regex` crate: no lookaround or backreferences ([rewrites](rewrites.md))"),
     guard("satisfy", F::Auth, "`any`: a request passing either authentication or the source allow list is let through (default `all`)"),
-    not_yet("server-alias", F::Misc, "Extra host names served like the Ingress's host"),
+    implemented("server-alias", F::Misc, false, "Extra host names served like the Ingress's host", "Comma-separated; the oldest Ingress of a host with aliases names them; a name that is the host of an Ingress is not an alias, as ingress-nginx ([rewrites](rewrites.md))"),
     snippet("server-snippet", false, "nginx configuration added to the server block of each host"),
     not_yet("service-upstream", F::Backend, "Proxies to the Service's cluster IP instead of its endpoints"),
     not_yet("session-cookie-change-on-failure", F::Affinity, "Picks a new endpoint and cookie when the sticky one fails"),
@@ -513,6 +513,7 @@ mod tests {
             "use-regex",
             "x-forwarded-prefix",
             "from-to-www-redirect",
+            "server-alias",
         ];
         for name in implemented {
             assert_eq!(lookup(name).unwrap().status, Status::Implemented, "{name}");

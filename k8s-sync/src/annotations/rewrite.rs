@@ -14,6 +14,7 @@ pub(super) const KEYS: &[&str] = &[
     "permanent-redirect",
     "permanent-redirect-code",
     "rewrite-target",
+    "server-alias",
     "temporal-redirect",
     "temporal-redirect-code",
     "upstream-vhost",
@@ -45,6 +46,8 @@ pub struct Rewrites {
     /// `from-to-www-redirect`: the other name of each host (`www.` added or removed) redirects
     /// to it.
     pub from_to_www: bool,
+    /// `server-alias`: extra host names served by the rules of the Ingress's hosts.
+    pub aliases: Vec<String>,
 }
 
 /// ingress-nginx's `RegexPathWithCapture`: an optional leading `/`, then `-._~`, letters,
@@ -87,6 +90,19 @@ impl Rewrites {
             "rewrite-target" => self.target = Some(path_with_captures(value)?),
             "use-regex" => self.use_regex = boolean(value)?,
             "from-to-www-redirect" => self.from_to_www = boolean(value)?,
+            "server-alias" => {
+                let mut aliases = Vec::new();
+                for a in value.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+                    let a = a.to_ascii_lowercase();
+                    if !proxy_core::validate_rule(Some(&a), proxy_core::PathKind::Prefix, "/")
+                        .is_ok()
+                    {
+                        return Err(format!("{a:?} is not a host name, in {value:?}"));
+                    }
+                    aliases.push(a);
+                }
+                self.aliases = aliases;
+            }
             "app-root" => {
                 let root = path_with_captures(value)?;
                 if !root.starts_with('/') || root.contains('$') {
@@ -167,6 +183,10 @@ mod tests {
         assert!(r.parse("from-to-www-redirect", "yes").is_err());
         assert!(!r.from_to_www);
         assert!(r.parse("from-to-www-redirect", "true").is_ok());
+        assert!(r.parse("server-alias", "a.test, b b").is_err());
+        assert!(r.aliases.is_empty());
+        assert!(r.parse("server-alias", "A.test, *.b.test").is_ok());
+        assert_eq!(r.aliases, ["a.test", "*.b.test"]);
         assert!(r.from_to_www);
         assert!(r.parse("use-regex", "true").is_ok());
         assert!(r.use_regex);
