@@ -119,6 +119,15 @@ impl GlobalConfig {
                         cfg.server.client_ip.trusted = Vec::new();
                         format!("{e}; no proxy is trusted until it is fixed")
                     }),
+                "http-redirect-code" => match value.trim().parse::<u16>() {
+                    Ok(c @ (301 | 302 | 307 | 308)) => {
+                        cfg.server.http_redirect_code = http::StatusCode::from_u16(c).ok();
+                        Ok(())
+                    }
+                    _ => Err(format!(
+                        "expected 301, 302, 307 or 308, got {value:?}; 308 is used"
+                    )),
+                },
                 "use-port-in-redirects" => boolean(value).map(|b| cfg.server.port_in_redirects = b),
                 "ssl-protocols" => {
                     let mut words: Vec<&str> = value.split_whitespace().collect();
@@ -275,5 +284,15 @@ mod tests {
             GlobalConfig::from_config_map(None).0,
             GlobalConfig::default()
         );
+    }
+
+    #[test]
+    fn http_redirect_code() {
+        let (c, p) = GlobalConfig::from_config_map(Some(&cm(&[("http-redirect-code", "307")])));
+        assert_eq!(c.server.http_redirect_code.map(|s| s.as_u16()), Some(307));
+        assert!(p.is_empty());
+        let (c, p) = GlobalConfig::from_config_map(Some(&cm(&[("http-redirect-code", "303")])));
+        assert_eq!(c.server.http_redirect_code, None, "308 is used");
+        assert!(p[0].key == "http-redirect-code" && p[0].message.contains("\"303\""));
     }
 }

@@ -53,6 +53,7 @@ impl<'a> IngressPolicies<'a> {
             refusal: a.refusal.as_ref().map(|reason| Refusal {
                 reason: reason.as_str().into(),
             }),
+            rewrite: a.rewrite.policy(),
             ..settings.base_policy.clone()
         });
         IngressPolicies {
@@ -167,6 +168,20 @@ pub fn translate(
             ..Default::default()
         },
     };
+    // As ingress-nginx's `enforceRegexModifier`: a host where any Ingress uses regex paths or
+    // rewrites has all its paths (of every Ingress) matched as regexes.
+    for ing in &ingresses {
+        for rule in &ing.rules {
+            if ing.annotations.rewrite.wants_regex(&rule.path) {
+                if let Err(e) = builder.regex_host(rule.host.as_deref()) {
+                    warnings.push(Warning {
+                        ingress: ing.order.name.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
     let mut catch_all: Option<DefaultRoute> = None;
     let mut hosts_seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for ing in &ingresses {
@@ -263,6 +278,77 @@ pub fn translate(
             let route = fallback(policies.for_host(Some(host)));
             if let Err(e) = builder.host_default(Some(host), route, ing.order.clone()) {
                 warn(Some(e.to_string()));
+            }
+        }
+    }
+    // `server-alias`: as ingress-nginx, the oldest Ingress of a host with aliases names them;
+    // an alias that is a host of some Ingress is not one.
+    let mut aliased: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for ing in &ingresses {
+        if ing.annotations.rewrite.aliases.is_empty() {
+            continue;
+        }
+        for host in ing.hosts.iter().flatten() {
+            if !aliased.insert(host.as_str()) {
+                continue;
+            }
+            for alias in &ing.annotations.rewrite.aliases {
+                if alias == host || hosts_seen.contains(alias) {
+                    continue;
+                }
+                if let Err(e) = builder.alias_host(alias, host) {
+                    warnings.push(Warning {
+                        ingress: ing.order.name.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    // `from-to-www-redirect`: the other name of a host (`www.` added or removed) redirects to
+    // it, unless some Ingress names that host (the oldest Ingress asking wins).
+    for ing in &ingresses {
+        if !ing.annotations.rewrite.from_to_www {
+            continue;
+        }
+        for host in ing.hosts.iter().flatten() {
+            if host.starts_with("*.") {
+                continue;
+            }
+            let from = match host.strip_prefix("www.") {
+                Some(apex) => apex.to_string(),
+                None => format!("www.{host}"),
+            };
+            if hosts_seen.contains(&from) {
+                warnings.push(Warning {
+                    ingress: ing.order.name.clone(),
+                    message: format!(
+                        "an Ingress already defines host {from}: no from-to-www redirect from it to {host}"
+                    ),
+                });
+                continue;
+            }
+            let route = DefaultRoute {
+                target: proxy_core::Target::NotFound,
+                meta: RouteMeta {
+                    namespace: ing.namespace.as_str().into(),
+                    ingress: ing.name.as_str().into(),
+                    path: "/".into(),
+                    ..Default::default()
+                },
+                policy: Arc::new(RoutePolicy {
+                    rewrite: Some(Box::new(proxy_core::Rewrite {
+                        www_redirect: Some(host.as_str().into()),
+                        ..Default::default()
+                    })),
+                    ..settings.base_policy.clone()
+                }),
+            };
+            if let Err(e) = builder.host_default(Some(&from), route, ing.order.clone()) {
+                warnings.push(Warning {
+                    ingress: ing.order.name.clone(),
+                    message: e.to_string(),
+                });
             }
         }
     }

@@ -60,6 +60,8 @@ pub use model::{DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, ServerPoli
 
 // Route policy (its home is the `policy` module).
 #[doc(no_inline)]
+pub use policy::{path_regex, Rewrite, UrlRedirect};
+#[doc(no_inline)]
 pub use policy::{
     AccessList, HttpsRedirect, LocalResponse, Phase, Refusal, RoutePolicy, RouteStep, StepOutcome,
     StepRequest, Steps, UpstreamPolicy,

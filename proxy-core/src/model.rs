@@ -154,4 +154,7 @@ pub struct ServerPolicy {
     pub port_in_redirects: bool,
     /// Connection lifecycle limits (`keep-alive`, `client-header-timeout`, ...).
     pub conn: crate::edge::ConnLimits,
+    /// `http-redirect-code`: the status of the HTTPS and `from-to-www-redirect` redirects
+    /// (`None`: 308).
+    pub http_redirect_code: Option<http::StatusCode>,
 }

@@ -38,6 +38,38 @@ pub struct VirtualHost {
     implementation: HashMap<Box<str>, u32>,
     /// Distinct lengths of `ImplementationSpecific` paths, longest first.
     implementation_lengths: Vec<usize>,
+    /// Regex mode (`use-regex` or `rewrite-target` on the host): every path is matched as
+    /// nginx's `location ~* "^<path>"`, the first in route order (longest path first) wins.
+    regex: Option<Box<RegexPaths>>,
+}
+
+/// The paths of a host in regex mode, compiled once per snapshot.
+#[derive(Debug)]
+pub(crate) struct RegexPaths {
+    /// All paths, one pattern per route in route order: one scan per request.
+    set: regex::RegexSet,
+    /// Each route's own regex, for the captures of a rewrite.
+    each: Vec<regex::Regex>,
+}
+
+impl RegexPaths {
+    /// Compile the paths (one per route, in route order). A path that does not compile never
+    /// matches (callers check paths with [`crate::policy::path_regex`] first).
+    pub(crate) fn new(routes: &[Route]) -> Self {
+        let never = || regex::Regex::new(r"[^\s\S]").expect("a valid pattern");
+        let each: Vec<regex::Regex> = routes
+            .iter()
+            .map(|r| {
+                crate::policy::path_regex(&r.path).unwrap_or_else(|e| {
+                    tracing::warn!(path = %r.path, error = %e, "path regex does not compile; it never matches");
+                    never()
+                })
+            })
+            .collect();
+        let set = regex::RegexSet::new(each.iter().map(|r| r.as_str()))
+            .unwrap_or_else(|_| regex::RegexSet::empty());
+        RegexPaths { set, each }
+    }
 }
 
 impl VirtualHost {
@@ -49,6 +81,38 @@ impl VirtualHost {
             fallback,
             ..Default::default()
         };
+        vh.build_indexes();
+        vh
+    }
+
+    /// Build a host in regex mode: its paths are regexes, tried longest first.
+    pub(crate) fn with_regex(
+        name: String,
+        routes: Vec<Route>,
+        fallback: Option<DefaultRoute>,
+    ) -> Self {
+        let regex = Some(Box::new(RegexPaths::new(&routes)));
+        VirtualHost {
+            name,
+            routes,
+            fallback,
+            regex,
+            ..Default::default()
+        }
+    }
+
+    /// The path regex of a route, when the host is in regex mode.
+    pub(crate) fn regex(&self, route: u32) -> Option<&regex::Regex> {
+        self.regex.as_ref().and_then(|r| r.each.get(route as usize))
+    }
+
+    /// Whether the host's paths are regexes.
+    pub fn is_regex(&self) -> bool {
+        self.regex.is_some()
+    }
+
+    fn build_indexes(&mut self) {
+        let vh = self;
         for (i, r) in vh.routes.iter().enumerate() {
             let i = i as u32;
             match r.kind {
@@ -66,7 +130,6 @@ impl VirtualHost {
         }
         vh.implementation_lengths.sort_unstable_by(|a, b| b.cmp(a));
         vh.implementation_lengths.dedup();
-        vh
     }
 
     /// The host name as configured (`*.foo.com` for wildcards, `_` for rules without a host).
@@ -81,6 +144,9 @@ impl VirtualHost {
 
     /// Best matching route for a normalized request path.
     pub fn find(&self, path: &str) -> Option<u32> {
+        if let Some(regex) = &self.regex {
+            return regex.set.matches(path).iter().next().map(|i| i as u32);
+        }
         if let Some(&i) = self.exact.get(path) {
             // Nothing can be longer than the whole request path, and Exact wins ties.
             return Some(i);

@@ -25,6 +25,15 @@ pub enum BuildError {
         "invalid host {0:?}: must be a DNS name, optionally with a single leading \"*.\" label"
     )]
     InvalidHost(String),
+    /// The host is in regex mode and the path is not a regular expression Weir can compile
+    /// (the `regex` crate: no lookaround, no backreferences).
+    #[error("path {path:?} is not a regular expression Weir supports: {reason}")]
+    InvalidRegex {
+        /// The path as given.
+        path: String,
+        /// Why it does not compile.
+        reason: String,
+    },
     /// The path does not start with `/` or contains characters not allowed in a path.
     #[error("invalid {kind} path {path:?}: must start with \"/\" and contain no spaces or control characters")]
     InvalidPath {
@@ -69,9 +78,11 @@ pub fn validate_rule(host: Option<&str>, kind: PathKind, path: &str) -> Result<(
 /// Builder maps: filled once per rebuild and never exposed, so a fast hasher is enough.
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct HostEntry {
     routes: HashMap<(PathKind, String), Route>,
+    /// Regex mode: paths are case-insensitive regexes anchored at the start.
+    regex: bool,
     fallback: Option<(RouteOrder, DefaultRoute)>,
 }
 
@@ -83,6 +94,8 @@ pub struct SnapshotBuilder {
     default: Option<DefaultRoute>,
     tls: CertIndex,
     server: ServerPolicy,
+    /// `(alias, host)`: extra names served by a host's rules (`server-alias`).
+    aliases: Vec<(String, String)>,
 }
 
 impl SnapshotBuilder {
@@ -101,6 +114,14 @@ impl SnapshotBuilder {
         let host = host.map(ascii_lowercase);
         validate_rule(host.as_deref(), route.kind, &route.path)?;
         let entry = self.host_entry(host.as_deref().unwrap_or_default());
+        if entry.regex {
+            if let Err(e) = crate::policy::path_regex(&route.path) {
+                return Err(BuildError::InvalidRegex {
+                    path: route.path,
+                    reason: e.to_string(),
+                });
+            }
+        }
         let key = match route.kind {
             PathKind::Prefix => prefix_key(&route.path).to_string(),
             _ => route.path.clone(),
@@ -120,6 +141,30 @@ impl SnapshotBuilder {
                 Ok(AddOutcome::Added)
             }
         }
+    }
+
+    /// Put `host` (`None` = any host) in regex mode, as ingress-nginx does for a server where an
+    /// Ingress sets `use-regex` or `rewrite-target`: every path of the host is matched as a
+    /// case-insensitive regex anchored at the start, longest path first. Call it before adding
+    /// the host's routes so that [`SnapshotBuilder::add_route`] refuses paths that do not compile.
+    pub fn regex_host(&mut self, host: Option<&str>) -> Result<(), BuildError> {
+        let host = host.map(ascii_lowercase);
+        validate_rule(host.as_deref(), PathKind::Prefix, "/")?;
+        self.host_entry(host.as_deref().unwrap_or_default()).regex = true;
+        Ok(())
+    }
+
+    /// Serve `alias` with the rules, fallback and regex mode of `host` (ingress-nginx's
+    /// `server-alias`). Ignored when `alias` has rules or a fallback of its own, or is already an
+    /// alias; applied when the snapshot is built, so the order of calls does not matter.
+    pub fn alias_host(&mut self, alias: &str, host: &str) -> Result<(), BuildError> {
+        let alias = ascii_lowercase(alias);
+        validate_rule(Some(&alias), PathKind::Prefix, "/")?;
+        let host = ascii_lowercase(host);
+        if !self.aliases.iter().any(|(a, _)| *a == alias) {
+            self.aliases.push((alias.into_owned(), host.into_owned()));
+        }
+        Ok(())
     }
 
     /// Where requests for `host` go when none of its paths match (an Ingress's
@@ -176,7 +221,15 @@ impl SnapshotBuilder {
     }
 
     /// Index everything into a snapshot.
-    pub fn build(self) -> Snapshot {
+    pub fn build(mut self) -> Snapshot {
+        for (alias, host) in std::mem::take(&mut self.aliases) {
+            if self.hosts.contains_key(&alias) {
+                continue;
+            }
+            if let Some(entry) = self.hosts.get(&host).cloned() {
+                self.hosts.insert(alias, entry);
+            }
+        }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let mut pools = Pools::new();
         let mut hosts: Vec<(String, HostEntry)> = self.hosts.into_iter().collect();
@@ -198,6 +251,7 @@ impl SnapshotBuilder {
                     name
                 };
                 name.hash(&mut hasher);
+                entry.regex.hash(&mut hasher);
                 for r in &routes {
                     (r.kind, &r.path, &r.meta, &r.policy).hash(&mut hasher);
                     hash_target(&r.target, &mut hasher, &mut pools);
@@ -206,7 +260,11 @@ impl SnapshotBuilder {
                 if let Some(f) = &fallback {
                     hash_default(f, &mut hasher, &mut pools);
                 }
-                VirtualHost::new(name, routes, fallback)
+                if entry.regex {
+                    VirtualHost::with_regex(name, routes, fallback)
+                } else {
+                    VirtualHost::new(name, routes, fallback)
+                }
             })
             .collect();
         let default = self.default.unwrap_or_default();
@@ -272,6 +330,8 @@ pub struct Resolved<'a> {
     pub meta: &'a RouteMeta,
     /// Traffic policy.
     pub policy: &'a Arc<RoutePolicy>,
+    /// The route's path regex, when its host is in regex mode (for rewrite captures).
+    pub regex: Option<&'a regex::Regex>,
 }
 
 /// An immutable routing configuration.
@@ -332,6 +392,7 @@ impl Snapshot {
                     target: &r.target,
                     meta: &r.meta,
                     policy: &r.policy,
+                    regex: vh.regex(route),
                 }
             }
             RouteId::HostDefault { vhost } => {
@@ -342,6 +403,7 @@ impl Snapshot {
                     target: &d.target,
                     meta: &d.meta,
                     policy: &d.policy,
+                    regex: None,
                 }
             }
             RouteId::Default => {
@@ -351,6 +413,7 @@ impl Snapshot {
                     target: &d.target,
                     meta: &d.meta,
                     policy: &d.policy,
+                    regex: None,
                 }
             }
         }

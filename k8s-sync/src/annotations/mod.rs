@@ -10,9 +10,11 @@
 mod access;
 mod redirect;
 pub mod registry;
+mod rewrite;
 
 pub use redirect::Redirects;
 use registry::Status;
+pub use rewrite::Rewrites;
 
 /// The annotation prefix of ingress-nginx, the default of `--annotations-prefix`.
 pub const DEFAULT_PREFIX: &str = "nginx.ingress.kubernetes.io";
@@ -24,6 +26,8 @@ pub struct IngressAnnotations {
     pub redirect: Redirects,
     /// Client address allow and deny lists.
     pub access: proxy_core::AccessList,
+    /// Regex paths, rewrites, `app-root`, fixed redirects, `upstream-vhost`.
+    pub rewrite: Rewrites,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -123,6 +127,8 @@ impl IngressAnnotations {
                         out.redirect.parse(name, value)
                     } else if access::KEYS.contains(&name) {
                         access::parse(&mut out.access, name, value)
+                    } else if rewrite::KEYS.contains(&name) {
+                        out.rewrite.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -184,7 +190,9 @@ mod tests {
     #[test]
     fn every_implemented_annotation_has_a_family_and_no_family_parses_others() {
         for a in registry::ANNOTATIONS {
-            let parsed = redirect::KEYS.contains(&a.name) || access::KEYS.contains(&a.name);
+            let parsed = redirect::KEYS.contains(&a.name)
+                || access::KEYS.contains(&a.name)
+                || rewrite::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }
@@ -196,6 +204,7 @@ mod tests {
             ("force-ssl-redirect", "1"),
             ("whitelist-source-range", "10.0.0.0/8"),
             ("rewrite-target", "/$1"),
+            ("proxy-body-size", "8m"),
             ("server-snippet", "x"),
             ("no-such-thing", "x"),
         ]);

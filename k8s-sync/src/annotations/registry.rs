@@ -235,7 +235,7 @@ pub static ANNOTATIONS: &[Annotation] = &[
     not_yet("affinity-canary-behavior", F::Affinity, "`sticky` (default): clients sent to a canary stay on it; `legacy`: canary rules are applied again"),
     not_yet("affinity-mode", F::Affinity, "`balanced` (default) moves some sessions when backends scale; `persistent` never does"),
     implemented("allowlist-source-range", F::Access, true, "Only clients from these comma-separated CIDRs reach the backend; others get 403", "An unparsable list makes every route of the Ingress answer 503 until fixed ([allow and deny lists](tls.md#allow-and-deny-lists))"),
-    not_yet("app-root", F::Redirect, "Redirects requests for `/` to this path"),
+    implemented("app-root", F::Redirect, false, "Redirects requests for `/` to this path", "302 to `scheme://<Host header><path>`; comes before `permanent-redirect`, `temporal-redirect` and the HTTPS redirect ([rewrites](rewrites.md))"),
     guard("auth-always-set-cookie", F::ExternalAuth, "Passes cookies set by the auth service to the client on every response, not only successful ones"),
     guard("auth-cache-duration", F::ExternalAuth, "How long auth responses are cached, per status code (e.g. `200 202 10m`)"),
     guard("auth-cache-key", F::ExternalAuth, "Enables caching of auth responses under this key"),
@@ -296,7 +296,7 @@ pub static ANNOTATIONS: &[Annotation] = &[
     not_yet("fastcgi-index", F::Backend, "FastCGI index file (with `backend-protocol: FCGI`)"),
     not_yet("fastcgi-params-configmap", F::Backend, "ConfigMap of FastCGI parameters (with `backend-protocol: FCGI`)"),
     implemented("force-ssl-redirect", F::Redirect, false, "Redirects plain-HTTP requests to HTTPS even when the host has no TLS", ""),
-    not_yet("from-to-www-redirect", F::Redirect, "Redirects `www.host` to `host`, or the reverse, whichever the rule does not name"),
+    implemented("from-to-www-redirect", F::Redirect, false, "Redirects `www.host` to `host`, or the reverse, whichever the rule does not name", "Not when an Ingress names the other host; the redirect's port is 80 or 443 by scheme (ingress-nginx shows its listener's port) ([rewrites](rewrites.md))"),
     not_yet("http2-push-preload", F::Misc, "Turns `Link: rel=preload` response headers into HTTP/2 server pushes"),
     not_yet("limit-allowlist", F::Limits, "Client CIDRs exempt from the rate limits"),
     not_yet("limit-burst-multiplier", F::Limits, "Burst allowed above `limit-rps`/`limit-rpm`, as a multiple of the limit (default 5)"),
@@ -314,8 +314,8 @@ pub static ANNOTATIONS: &[Annotation] = &[
     not_yet("modsecurity-transaction-id", F::ModSecurity, "nginx variable used as the ModSecurity transaction ID"),
     not_yet("opentelemetry-operation-name", F::Tracing, "Name of the server span"),
     not_yet("opentelemetry-trust-incoming-span", F::Tracing, "Whether an incoming trace context becomes the parent of the span"),
-    not_yet("permanent-redirect", F::Redirect, "Answers every request with a redirect (301) to this URL"),
-    not_yet("permanent-redirect-code", F::Redirect, "Status code of `permanent-redirect` instead of 301"),
+    implemented("permanent-redirect", F::Redirect, false, "Answers every request with a redirect (301) to this URL", "Comes before the HTTPS redirect; `temporal-redirect` wins over it ([rewrites](rewrites.md))"),
+    implemented("permanent-redirect-code", F::Redirect, false, "Status code of `permanent-redirect` instead of 301", "A code outside 300–308 means 301, as ingress-nginx"),
     implemented("preserve-trailing-slash", F::Redirect, false, "Keeps a trailing `/` in the HTTPS redirect", ""),
     not_yet("proxy-body-size", F::Body, "Largest request body accepted (413 above); default `1m`"),
     not_yet("proxy-buffer-size", F::Body, "Buffer for the first part of the backend response (its headers)"),
@@ -343,9 +343,9 @@ pub static ANNOTATIONS: &[Annotation] = &[
     not_yet("proxy-ssl-verify", F::BackendTls, "Verifies the backend certificate (default `off`)"),
     not_yet("proxy-ssl-verify-depth", F::BackendTls, "Maximum length of the backend certificate chain"),
     not_yet("relative-redirects", F::Redirect, "Redirects issued by nginx carry a relative `Location`"),
-    not_yet("rewrite-target", F::Rewrite, "Path sent to the backend instead of the matched one; may use regex captures such as `$1`"),
+    implemented("rewrite-target", F::Rewrite, false, "Path sent to the backend instead of the matched one; may use regex captures such as `$1`", "Puts every path of the host in regex mode, as ingress-nginx; the `regex` crate: no lookaround or backreferences ([rewrites](rewrites.md))"),
     guard("satisfy", F::Auth, "`any`: a request passing either authentication or the source allow list is let through (default `all`)"),
-    not_yet("server-alias", F::Misc, "Extra host names served like the Ingress's host"),
+    implemented("server-alias", F::Misc, false, "Extra host names served like the Ingress's host", "Comma-separated; the oldest Ingress of a host with aliases names them; a name that is the host of an Ingress is not an alias, as ingress-nginx ([rewrites](rewrites.md))"),
     snippet("server-snippet", false, "nginx configuration added to the server block of each host"),
     not_yet("service-upstream", F::Backend, "Proxies to the Service's cluster IP instead of its endpoints"),
     not_yet("session-cookie-change-on-failure", F::Affinity, "Picks a new endpoint and cookie when the sticky one fails"),
@@ -362,16 +362,16 @@ pub static ANNOTATIONS: &[Annotation] = &[
     not_yet("ssl-prefer-server-ciphers", F::Tls, "Prefers the server's cipher order over the client's"),
     implemented("ssl-redirect", F::Redirect, false, "Redirects plain-HTTP requests to HTTPS on hosts with TLS (default `true`)", "Redirects with 308; default from the ConfigMap's `ssl-redirect` ([HTTPS redirects](tls.md#https-redirects))"),
     snippet("stream-snippet", false, "nginx configuration added to the stream (TCP/UDP) block"),
-    not_yet("temporal-redirect", F::Redirect, "Answers every request with a redirect (302) to this URL"),
-    not_yet("temporal-redirect-code", F::Redirect, "Status code of `temporal-redirect` instead of 302"),
+    implemented("temporal-redirect", F::Redirect, false, "Answers every request with a redirect (302) to this URL", "Wins over `permanent-redirect`, as ingress-nginx"),
+    implemented("temporal-redirect-code", F::Redirect, false, "Status code of `temporal-redirect` instead of 302", "A code outside 300–307 means 302, as ingress-nginx"),
     not_yet("upstream-hash-by", F::LoadBalancing, "Consistent hashing on this key (nginx variables, e.g. `$request_uri`)"),
     not_yet("upstream-hash-by-subset", F::LoadBalancing, "Hashes to a subset of endpoints instead of a single one"),
     not_yet("upstream-hash-by-subset-size", F::LoadBalancing, "Endpoints per subset (default 3)"),
-    not_yet("upstream-vhost", F::Headers, "`Host` header sent to the backend"),
+    implemented("upstream-vhost", F::Headers, false, "`Host` header sent to the backend", "A host name (with optional port); nginx variables are not expanded"),
     not_yet("use-port-in-redirects", F::Redirect, "Redirects issued by nginx include the port"),
-    not_yet("use-regex", F::Rewrite, "The Ingress's paths are regular expressions"),
+    implemented("use-regex", F::Rewrite, false, "The Ingress's paths are regular expressions", "Every path of every Ingress on the host becomes a case-insensitive regex anchored at the start, longest first; the `regex` crate: no lookaround or backreferences ([rewrites](rewrites.md))"),
     implemented("whitelist-source-range", F::Access, true, "Alias of `allowlist-source-range`", "An unparsable list makes every route of the Ingress answer 503 until fixed ([allow and deny lists](tls.md#allow-and-deny-lists))"),
-    not_yet("x-forwarded-prefix", F::Headers, "Adds an `X-Forwarded-Prefix` header with this value to backend requests"),
+    implemented("x-forwarded-prefix", F::Headers, false, "Adds an `X-Forwarded-Prefix` header with this value to backend requests", "Sent when `rewrite-target` rewrites the request, as ingress-nginx"),
 ];
 
 /// The annotation named `name` (without prefix), by binary search.
@@ -503,6 +503,17 @@ mod tests {
             "whitelist-source-range",
             "allowlist-source-range",
             "denylist-source-range",
+            "app-root",
+            "permanent-redirect",
+            "permanent-redirect-code",
+            "rewrite-target",
+            "temporal-redirect",
+            "temporal-redirect-code",
+            "upstream-vhost",
+            "use-regex",
+            "x-forwarded-prefix",
+            "from-to-www-redirect",
+            "server-alias",
         ];
         for name in implemented {
             assert_eq!(lookup(name).unwrap().status, Status::Implemented, "{name}");
@@ -523,7 +534,10 @@ mod tests {
             assert_eq!(lookup(a.name), Some(a));
         }
         let rt = lookup("rewrite-target").unwrap();
-        assert_eq!((rt.family, rt.status), (Family::Rewrite, Status::NotYet));
+        assert_eq!(
+            (rt.family, rt.status),
+            (Family::Rewrite, Status::Implemented)
+        );
         for missing in [
             "",
             "nginx.ingress.kubernetes.io/rewrite-target",

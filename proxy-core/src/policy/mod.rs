@@ -6,11 +6,11 @@
 //!
 //! | [`Phase`] | Weir's piece | effect |
 //! |---|---|---|
-//! | `Rewrite` | [`https_redirect`](RoutePolicy::https_redirect) | plain HTTP gets a 308 to `https://` (not `/.well-known/acme-challenge/`) |
+//! | `Rewrite` | [`rewrite`](RoutePolicy::rewrite), then [`https_redirect`](RoutePolicy::https_redirect) | `app-root` 302, `permanent-redirect`/`temporal-redirect`; plain HTTP gets a 308 to `https://` (not `/.well-known/acme-challenge/`) |
 //! | `Access` | [`refusal`](RoutePolicy::refusal), then [`access`](RoutePolicy::access) | 503 (fail closed), then 403 |
 //! | `Auth` | — | |
 //! | `Limit` | — | |
-//! | `Proxy` | [`upstream`](RoutePolicy::upstream) | timeouts and retries of the upstream request |
+//! | `Proxy` | [`upstream`](RoutePolicy::upstream), [`rewrite`](RoutePolicy::rewrite) | timeouts and retries of the upstream request; the rewritten URI, `Host`, `X-Forwarded-Prefix` |
 //! | `Response` | [`hsts`](RoutePolicy::hsts) | `Strict-Transport-Security` on HTTPS responses |
 //!
 //! Within a phase Weir's own piece runs first, then the route's [`Steps`] of that phase in the
@@ -23,6 +23,7 @@
 
 mod access;
 mod redirect;
+mod rewrite;
 mod step;
 mod upstream;
 
@@ -36,6 +37,7 @@ use crate::model::ServerPolicy;
 
 pub use access::{AccessList, Refusal};
 pub use redirect::HttpsRedirect;
+pub use rewrite::{path_regex, Rewrite, UrlRedirect};
 pub use step::{LocalResponse, RouteStep, StepOutcome, StepRequest, Steps};
 pub use upstream::UpstreamPolicy;
 
@@ -96,6 +98,9 @@ impl std::fmt::Display for Phase {
 /// timeouts) proxies every request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RoutePolicy {
+    /// Rewrite phase, first: `app-root` and fixed redirects; proxy phase: the URI, `Host` and
+    /// `X-Forwarded-Prefix` sent upstream.
+    pub rewrite: Option<Box<Rewrite>>,
     /// Rewrite phase: plain-HTTP requests get a 308 to `https://` (`ssl-redirect` on a host with
     /// TLS, or `force-ssl-redirect`).
     pub https_redirect: Option<HttpsRedirect>,
@@ -138,9 +143,15 @@ fn builtin(
 ) -> Option<LocalResponse> {
     match phase {
         Phase::Rewrite => policy
-            .https_redirect
+            .rewrite
             .as_ref()
-            .and_then(|r| r.apply(req, server)),
+            .and_then(|r| r.answer(req, server))
+            .or_else(|| {
+                policy
+                    .https_redirect
+                    .as_ref()
+                    .and_then(|r| r.apply(req, server))
+            }),
         Phase::Access => {
             if let Some(refusal) = &policy.refusal {
                 tracing::debug!(reason = %refusal.reason, host = req.host(), "route refused");
@@ -204,9 +215,16 @@ pub(crate) fn may_retry(policy: &RoutePolicy, tried: usize) -> bool {
 
 /// The proxy phase, on the request header sent upstream (after Weir's forwarded headers).
 pub(crate) fn on_upstream_request(
-    policy: &RoutePolicy,
+    resolved: &crate::snapshot::Resolved<'_>,
     upstream_request: &mut RequestHeader,
 ) -> pingora::Result<()> {
+    let policy = &**resolved.policy;
+    if let Some(rewrite) = &policy.rewrite {
+        let path = crate::routing::normalize_path(upstream_request.uri.path())
+            .map(|p| p.into_owned())
+            .unwrap_or_default();
+        rewrite.apply_upstream(&resolved.meta.path, resolved.regex, &path, upstream_request)?;
+    }
     for step in policy.steps.of(Phase::Proxy) {
         step.on_upstream_request(upstream_request)?;
     }

@@ -39,8 +39,12 @@ impl HttpsRedirect {
         // The host and URI were parsed from the request, so this only fails on bytes a client
         // should not have sent; answer 400 rather than redirect to a broken URL.
         Some(match HeaderValue::try_from(location) {
-            Ok(location) => LocalResponse::page(StatusCode::PERMANENT_REDIRECT)
-                .with_header(http::header::LOCATION, location),
+            Ok(location) => LocalResponse::page(
+                server
+                    .http_redirect_code
+                    .unwrap_or(StatusCode::PERMANENT_REDIRECT),
+            )
+            .with_header(http::header::LOCATION, location),
             Err(_) => LocalResponse::page(StatusCode::BAD_REQUEST),
         })
     }

@@ -292,7 +292,7 @@ impl ProxyHttp for WeirProxy {
         )?;
         match &ctx.snapshot {
             Some(snapshot) => {
-                policy::on_upstream_request(snapshot.resolve(ctx.route).policy, upstream_request)
+                policy::on_upstream_request(&snapshot.resolve(ctx.route), upstream_request)
             }
             None => Ok(()),
         }
