@@ -53,6 +53,8 @@ impl<'a> IngressPolicies<'a> {
             refusal: a.refusal.as_ref().map(|reason| Refusal {
                 reason: reason.as_str().into(),
             }),
+            upstream: a.upstream.apply(&settings.base_policy.upstream),
+            body: a.body.apply(&settings.base_policy.body),
             ..settings.base_policy.clone()
         });
         IngressPolicies {

@@ -8,11 +8,15 @@
 //! Ingress version, never per request.
 
 mod access;
+pub(crate) mod body;
 mod redirect;
 pub mod registry;
+pub(crate) mod upstream;
 
+pub use body::Bodies;
 pub use redirect::Redirects;
 use registry::Status;
+pub use upstream::Upstream;
 
 /// The annotation prefix of ingress-nginx, the default of `--annotations-prefix`.
 pub const DEFAULT_PREFIX: &str = "nginx.ingress.kubernetes.io";
@@ -24,6 +28,10 @@ pub struct IngressAnnotations {
     pub redirect: Redirects,
     /// Client address allow and deny lists.
     pub access: proxy_core::AccessList,
+    /// Request body limit and buffering.
+    pub body: Bodies,
+    /// Upstream timeouts and retries.
+    pub upstream: Upstream,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -123,6 +131,10 @@ impl IngressAnnotations {
                         out.redirect.parse(name, value)
                     } else if access::KEYS.contains(&name) {
                         access::parse(&mut out.access, name, value)
+                    } else if body::KEYS.contains(&name) {
+                        out.body.parse(name, value)
+                    } else if upstream::KEYS.contains(&name) {
+                        out.upstream.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -184,7 +196,10 @@ mod tests {
     #[test]
     fn every_implemented_annotation_has_a_family_and_no_family_parses_others() {
         for a in registry::ANNOTATIONS {
-            let parsed = redirect::KEYS.contains(&a.name) || access::KEYS.contains(&a.name);
+            let parsed = redirect::KEYS.contains(&a.name)
+                || access::KEYS.contains(&a.name)
+                || body::KEYS.contains(&a.name)
+                || upstream::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }
