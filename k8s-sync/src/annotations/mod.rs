@@ -223,6 +223,39 @@ mod tests {
     }
 
     #[test]
+    fn body_and_upstream_annotations_parse_and_bad_values_are_ignored() {
+        let a = parse(&[
+            ("proxy-body-size", "8m"),
+            ("proxy-read-timeout", "86400"),
+            ("proxy-next-upstream", "error http_503"),
+            ("proxy-request-buffering", "maybe"),
+            ("proxy-connect-timeout", "5.5"),
+        ]);
+        assert_eq!(a.body.max_size, Some(Some(8 << 20)));
+        assert_eq!(
+            a.upstream.read_timeout,
+            Some(std::time::Duration::from_secs(86400))
+        );
+        assert!(a.upstream.next_upstream.unwrap().status(503));
+        assert_eq!(
+            (a.body.request_buffering, a.upstream.connect_timeout),
+            (None, None)
+        );
+        assert_eq!(
+            a.refusal, None,
+            "a bad body or timeout value never refuses service"
+        );
+        let problems: Vec<String> = a.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("proxy-connect-timeout") && p.contains("\"5.5\"")));
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("proxy-request-buffering") && p.contains("\"maybe\"")));
+    }
+
+    #[test]
     fn access_guards_fail_closed() {
         let bad_list = parse(&[("denylist-source-range", "10.0.0.0/33")]);
         assert!(bad_list.refusal.is_some());

@@ -218,6 +218,9 @@ pub(crate) async fn before_connect(
     policy: &RoutePolicy,
     session: &mut pingora::proxy::Session,
 ) -> pingora::Result<()> {
+    if !policy.body.request_buffering {
+        return Ok(());
+    }
     match policy.body.prebuffer(body::content_length(session)) {
         Some(len) => body::prebuffer(session, len).await,
         None => Ok(()),
