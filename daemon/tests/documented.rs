@@ -289,6 +289,8 @@ fn connect_and_send_timeouts_from_the_configmap() {
                 ("proxy-send-timeout", "1"),
                 ("proxy-read-timeout", "4"),
                 ("proxy-next-upstream-tries", "1"),
+                // The 256 MiB body below must not be refused with 413 first.
+                ("proxy-body-size", "0"),
             ],
         ),
     );

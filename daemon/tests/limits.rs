@@ -263,15 +263,29 @@ fn stalled_body_gets_408_and_the_upstream_connection_is_released() {
     }
     let m = Manifests::new();
     let w = weir_with(&m, addr, &[("client-body-timeout", "2")]);
-    let mut s = TcpStream::connect(w.http).unwrap();
-    let start = Instant::now();
-    s.write_all(b"POST / HTTP/1.1\r\nHost: limits.test\r\nContent-Length: 100\r\n\r\n0123456789")
-        .unwrap();
-    let (got, done) = wait_closed(&mut s, Duration::from_secs(10));
-    let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
-    assert!(text.contains("408 Request Time-out"), "{text}");
-    elapsed_between(start, done, 1.5, 5.0, "client-body-timeout 2");
+    let stall = |length: usize| {
+        let mut s = TcpStream::connect(w.http).unwrap();
+        let start = Instant::now();
+        let head =
+            format!("POST / HTTP/1.1\r\nHost: limits.test\r\nContent-Length: {length}\r\n\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(b"0123456789").unwrap();
+        let (got, done) = wait_closed(&mut s, Duration::from_secs(10));
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 408"), "{length}: {text}");
+        assert!(text.contains("408 Request Time-out"), "{length}: {text}");
+        elapsed_between(start, done, 1.5, 5.0, "client-body-timeout 2");
+    };
+    // A small body is read before an upstream is picked (`proxy-request-buffering`): the
+    // stalled client never holds an upstream connection.
+    stall(100);
+    assert_eq!(
+        opened.load(Ordering::SeqCst),
+        0,
+        "no upstream connection for a small body"
+    );
+    // A body larger than `client-body-buffer-size` streams: its upstream connection is closed.
+    stall(100_000);
     poll(
         Duration::from_secs(5),
         "the upstream connection to be closed",

@@ -4,10 +4,11 @@
 //! optionally with an `s` suffix), `proxy-next-upstream-tries`, `ssl-redirect`, `hsts`,
 //! `hsts-max-age`, `hsts-include-subdomains`, `hsts-preload`, `use-proxy-protocol`,
 //! `use-forwarded-headers`, `forwarded-for-header`, `compute-full-forwarded-for`,
-//! `proxy-real-ip-cidr`, the connection limits (`keep-alive`, `keep-alive-requests`,
-//! `client-header-timeout`, `client-body-timeout`, `client-header-buffer-size`,
-//! `large-client-header-buffers`, `max-worker-connections`), and `ssl-protocols` / `use-http2` at
-//! their defaults. A bad value keeps
+//! `proxy-real-ip-cidr`, `proxy-body-size`, `client-body-buffer-size`, `proxy-request-buffering`,
+//! `proxy-next-upstream`, `proxy-next-upstream-timeout`, `retry-non-idempotent`, the connection
+//! limits (`keep-alive`, `keep-alive-requests`, `client-header-timeout`, `client-body-timeout`,
+//! `client-header-buffer-size`, `large-client-header-buffers`, `max-worker-connections`), and
+//! `ssl-protocols` / `use-http2` at their defaults. A bad value keeps
 //! the default for that key and is reported; a key Weir does not implement yet is reported once.
 
 use std::time::Duration;
@@ -68,13 +69,7 @@ pub struct ConfigProblem {
 }
 
 fn seconds(v: &str) -> Result<Duration, String> {
-    let n = v.trim().strip_suffix('s').unwrap_or(v.trim());
-    match n.parse::<u64>() {
-        Ok(s) if s > 0 && s <= 3600 => Ok(Duration::from_secs(s)),
-        _ => Err(format!(
-            "expected a number of seconds between 1 and 3600, got {v:?}"
-        )),
-    }
+    crate::annotations::upstream::timeout(v)
 }
 
 impl GlobalConfig {
@@ -159,15 +154,24 @@ impl GlobalConfig {
                 "proxy-send-timeout" => {
                     seconds(value).map(|d| cfg.policy.upstream.send_timeout = d)
                 }
-                "proxy-next-upstream-tries" => match value.trim().parse::<u8>() {
-                    Ok(n) if n >= 1 => {
-                        cfg.policy.upstream.next_upstream_tries = n;
-                        Ok(())
-                    }
-                    _ => Err(format!(
-                        "expected a whole number from 1 to 255, got {value:?}"
-                    )),
-                },
+                "proxy-next-upstream-tries" => crate::annotations::upstream::tries(value)
+                    .map(|n| cfg.policy.upstream.next_upstream_tries = n),
+                "proxy-next-upstream" => crate::annotations::upstream::next_upstream(value)
+                    .map(|n| cfg.policy.upstream.next_upstream = n),
+                "proxy-next-upstream-timeout" => {
+                    crate::annotations::upstream::next_upstream_timeout(value)
+                        .map(|t| cfg.policy.upstream.next_upstream_timeout = t)
+                }
+                "retry-non-idempotent" => {
+                    boolean(value).map(|b| cfg.policy.upstream.retry_non_idempotent = b)
+                }
+                "proxy-body-size" => crate::annotations::body::max_body_size(value)
+                    .map(|n| cfg.policy.body.max_size = n),
+                "client-body-buffer-size" => {
+                    crate::annotations::body::size(value).map(|n| cfg.policy.body.buffer_size = n)
+                }
+                "proxy-request-buffering" => crate::annotations::body::on_off(value)
+                    .map(|b| cfg.policy.body.request_buffering = b),
                 key if crate::config_limits::KEYS.contains(&key) => {
                     crate::config_limits::apply(key, value, &mut cfg.server.conn)
                 }
@@ -222,6 +226,45 @@ mod tests {
     }
 
     #[test]
+    fn body_and_retry_keys() {
+        let (c, p) = GlobalConfig::from_config_map(Some(&cm(&[
+            ("proxy-read-timeout", "86400"),
+            ("proxy-body-size", "8m"),
+            ("client-body-buffer-size", "16k"),
+            ("proxy-request-buffering", "off"),
+            ("proxy-next-upstream", "error http_503"),
+            ("proxy-next-upstream-timeout", "10"),
+            ("proxy-next-upstream-tries", "0"),
+            ("retry-non-idempotent", "true"),
+        ])));
+        assert!(p.is_empty(), "{p:?}");
+        let (u, b) = (&c.policy.upstream, &c.policy.body);
+        assert_eq!(u.read_timeout, Duration::from_secs(86400));
+        assert_eq!((b.max_size, b.buffer_size), (Some(8 << 20), 16384));
+        assert!(!b.request_buffering);
+        assert!(u.next_upstream.status(503) && !u.next_upstream.status(502));
+        assert_eq!(u.next_upstream_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(u.next_upstream_tries, u8::MAX);
+        assert!(u.retry_non_idempotent);
+        let (c, p) = GlobalConfig::from_config_map(Some(&cm(&[
+            ("proxy-body-size", "0"),
+            ("proxy-request-buffering", "yes"),
+            ("proxy-next-upstream", "error sometimes"),
+        ])));
+        assert_eq!(c.policy.body.max_size, None);
+        assert_eq!(
+            c.policy,
+            RoutePolicy {
+                body: c.policy.body.clone(),
+                ..RoutePolicy::default()
+            }
+        );
+        let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["proxy-next-upstream", "proxy-request-buffering"]);
+        assert!(p[0].message.contains("\"sometimes\""), "{}", p[0].message);
+    }
+
+    #[test]
     fn tls_and_client_address_keys() {
         let (c, p) = GlobalConfig::from_config_map(Some(&cm(&[
             ("ssl-redirect", "false"),
@@ -262,7 +305,7 @@ mod tests {
     fn bad_and_unknown_keys_are_reported_and_keep_defaults() {
         let (c, p) = GlobalConfig::from_config_map(Some(&cm(&[
             ("proxy-read-timeout", "soon"),
-            ("proxy-next-upstream-tries", "0"),
+            ("proxy-next-upstream-tries", "two"),
             ("enable-brotli", "true"),
         ])));
         assert_eq!(c, GlobalConfig::default());

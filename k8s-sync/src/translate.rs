@@ -54,6 +54,8 @@ impl<'a> IngressPolicies<'a> {
                 reason: reason.as_str().into(),
             }),
             rewrite: a.rewrite.policy(),
+            upstream: a.upstream.apply(&settings.base_policy.upstream),
+            body: a.body.apply(&settings.base_policy.body),
             ..settings.base_policy.clone()
         });
         IngressPolicies {

@@ -13,6 +13,7 @@ pub(crate) fn page(status: u16) -> Option<&'static str> {
         403 => "<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n<center><h1>403 Forbidden</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n",
         404 => "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n",
         408 => "<html>\r\n<head><title>408 Request Time-out</title></head>\r\n<body>\r\n<center><h1>408 Request Time-out</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n",
+        413 => "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n",
         429 => "<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n<body>\r\n<center><h1>429 Too Many Requests</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n",
         501 => "<html>\r\n<head><title>501 Not Implemented</title></head>\r\n<body>\r\n<center><h1>501 Not Implemented</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n",
         502 => "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>weir</center>\r\n</body>\r\n</html>\r\n",
@@ -27,7 +28,7 @@ mod tests {
     #[test]
     fn pages_name_their_status() {
         for status in [
-            301, 302, 307, 308, 400, 401, 403, 404, 429, 501, 502, 503, 504,
+            301, 302, 307, 308, 400, 401, 403, 404, 408, 413, 429, 501, 502, 503, 504,
         ] {
             let page = super::page(status).unwrap();
             assert!(page.contains(&format!("<title>{status} ")), "{status}");

@@ -8,13 +8,17 @@
 //! Ingress version, never per request.
 
 mod access;
+pub(crate) mod body;
 mod redirect;
 pub mod registry;
 mod rewrite;
+pub(crate) mod upstream;
 
+pub use body::Bodies;
 pub use redirect::Redirects;
 use registry::Status;
 pub use rewrite::Rewrites;
+pub use upstream::Upstream;
 
 /// The annotation prefix of ingress-nginx, the default of `--annotations-prefix`.
 pub const DEFAULT_PREFIX: &str = "nginx.ingress.kubernetes.io";
@@ -28,6 +32,10 @@ pub struct IngressAnnotations {
     pub access: proxy_core::AccessList,
     /// Regex paths, rewrites, `app-root`, fixed redirects, `upstream-vhost`.
     pub rewrite: Rewrites,
+    /// Request body limit and buffering.
+    pub body: Bodies,
+    /// Upstream timeouts and retries.
+    pub upstream: Upstream,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -129,6 +137,10 @@ impl IngressAnnotations {
                         access::parse(&mut out.access, name, value)
                     } else if rewrite::KEYS.contains(&name) {
                         out.rewrite.parse(name, value)
+                    } else if body::KEYS.contains(&name) {
+                        out.body.parse(name, value)
+                    } else if upstream::KEYS.contains(&name) {
+                        out.upstream.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -192,7 +204,9 @@ mod tests {
         for a in registry::ANNOTATIONS {
             let parsed = redirect::KEYS.contains(&a.name)
                 || access::KEYS.contains(&a.name)
-                || rewrite::KEYS.contains(&a.name);
+                || rewrite::KEYS.contains(&a.name)
+                || body::KEYS.contains(&a.name)
+                || upstream::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }
@@ -204,7 +218,7 @@ mod tests {
             ("force-ssl-redirect", "1"),
             ("whitelist-source-range", "10.0.0.0/8"),
             ("rewrite-target", "/$1"),
-            ("proxy-body-size", "8m"),
+            ("proxy-buffering", "on"),
             ("server-snippet", "x"),
             ("no-such-thing", "x"),
         ]);
@@ -214,6 +228,39 @@ mod tests {
         assert_eq!(a.refusal, None);
         let labels: Vec<_> = a.problems.iter().map(|p| p.metric_label()).collect();
         assert_eq!(labels, ["unknown", "not_yet", "refused"]);
+    }
+
+    #[test]
+    fn body_and_upstream_annotations_parse_and_bad_values_are_ignored() {
+        let a = parse(&[
+            ("proxy-body-size", "8m"),
+            ("proxy-read-timeout", "86400"),
+            ("proxy-next-upstream", "error http_503"),
+            ("proxy-request-buffering", "maybe"),
+            ("proxy-connect-timeout", "5.5"),
+        ]);
+        assert_eq!(a.body.max_size, Some(Some(8 << 20)));
+        assert_eq!(
+            a.upstream.read_timeout,
+            Some(std::time::Duration::from_secs(86400))
+        );
+        assert!(a.upstream.next_upstream.unwrap().status(503));
+        assert_eq!(
+            (a.body.request_buffering, a.upstream.connect_timeout),
+            (None, None)
+        );
+        assert_eq!(
+            a.refusal, None,
+            "a bad body or timeout value never refuses service"
+        );
+        let problems: Vec<String> = a.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("proxy-connect-timeout") && p.contains("\"5.5\"")));
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("proxy-request-buffering") && p.contains("\"maybe\"")));
     }
 
     #[test]

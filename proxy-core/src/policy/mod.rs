@@ -6,11 +6,11 @@
 //!
 //! | [`Phase`] | Weir's piece | effect |
 //! |---|---|---|
-//! | `Rewrite` | [`rewrite`](RoutePolicy::rewrite), then [`https_redirect`](RoutePolicy::https_redirect) | `app-root` 302, `permanent-redirect`/`temporal-redirect`; plain HTTP gets a 308 to `https://` (not `/.well-known/acme-challenge/`) |
+//! | `Rewrite` | [`body`](RoutePolicy::body) (`Content-Length`), [`rewrite`](RoutePolicy::rewrite), then [`https_redirect`](RoutePolicy::https_redirect) | 413 for a body announced too large (nginx checks it before rewriting); `app-root` 302, `permanent-redirect`/`temporal-redirect`; plain HTTP gets a 308 to `https://` (not `/.well-known/acme-challenge/`) |
 //! | `Access` | [`refusal`](RoutePolicy::refusal), then [`access`](RoutePolicy::access) | 503 (fail closed), then 403 |
 //! | `Auth` | — | |
 //! | `Limit` | — | |
-//! | `Proxy` | [`upstream`](RoutePolicy::upstream), [`rewrite`](RoutePolicy::rewrite) | timeouts and retries of the upstream request; the rewritten URI, `Host`, `X-Forwarded-Prefix` |
+//! | `Proxy` | [`upstream`](RoutePolicy::upstream), [`rewrite`](RoutePolicy::rewrite), [`body`](RoutePolicy::body) | timeouts and retries of the upstream request; the rewritten URI, `Host`, `X-Forwarded-Prefix`; small bodies read before connecting, body size while streaming (413) |
 //! | `Response` | [`hsts`](RoutePolicy::hsts) | `Strict-Transport-Security` on HTTPS responses |
 //!
 //! Within a phase Weir's own piece runs first, then the route's [`Steps`] of that phase in the
@@ -22,6 +22,7 @@
 //! request: no parsing, no allocation, no boxed future.
 
 mod access;
+mod body;
 mod redirect;
 mod rewrite;
 mod step;
@@ -36,10 +37,12 @@ use pingora::prelude::HttpPeer;
 use crate::model::ServerPolicy;
 
 pub use access::{AccessList, Refusal};
+pub use body::{BodyPolicy, MAX_BUFFERED_BODY};
 pub use redirect::HttpsRedirect;
 pub use rewrite::{path_regex, Rewrite, UrlRedirect};
 pub use step::{LocalResponse, RouteStep, StepOutcome, StepRequest, Steps};
-pub use upstream::UpstreamPolicy;
+pub(crate) use upstream::{Attempt, Failure};
+pub use upstream::{NextUpstream, UpstreamPolicy};
 
 /// The phases of a request, in the order they run (nginx's rewrite, access, auth, limit,
 /// content and header-filter phases).
@@ -110,6 +113,9 @@ pub struct RoutePolicy {
     pub access: Option<AccessList>,
     /// Proxy phase: timeouts and retries.
     pub upstream: UpstreamPolicy,
+    /// Rewrite phase (`Content-Length`) and proxy phase (buffering, streamed size): request
+    /// bodies.
+    pub body: BodyPolicy,
     /// Response phase: the host has TLS, so HTTPS responses carry HSTS (the value is
     /// [`ServerPolicy::hsts`]).
     pub hsts: bool,
@@ -142,16 +148,21 @@ fn builtin(
     server: &ServerPolicy,
 ) -> Option<LocalResponse> {
     match phase {
-        Phase::Rewrite => policy
-            .rewrite
-            .as_ref()
-            .and_then(|r| r.answer(req, server))
-            .or_else(|| {
-                policy
-                    .https_redirect
-                    .as_ref()
-                    .and_then(|r| r.apply(req, server))
-            }),
+        Phase::Rewrite => {
+            if body::announced_too_large(&policy.body, req.header()) {
+                return Some(LocalResponse::page(StatusCode::PAYLOAD_TOO_LARGE));
+            }
+            policy
+                .rewrite
+                .as_ref()
+                .and_then(|r| r.answer(req, server))
+                .or_else(|| {
+                    policy
+                        .https_redirect
+                        .as_ref()
+                        .and_then(|r| r.apply(req, server))
+                })
+        }
         Phase::Access => {
             if let Some(refusal) = &policy.refusal {
                 tracing::debug!(reason = %refusal.reason, host = req.host(), "route refused");
@@ -207,10 +218,33 @@ pub(crate) fn upstream_peer(policy: &RoutePolicy, addr: SocketAddr) -> Box<HttpP
     policy.upstream.peer(addr)
 }
 
-/// The proxy phase, after a failed connection: whether another endpoint may be tried when
-/// `tried` have been.
-pub(crate) fn may_retry(policy: &RoutePolicy, tried: usize) -> bool {
-    tried < usize::from(policy.upstream.next_upstream_tries)
+/// The proxy phase, after a failed attempt: whether another endpoint may be tried.
+pub(crate) fn may_retry(policy: &RoutePolicy, failure: Failure, attempt: Attempt) -> bool {
+    policy.upstream.retries(failure, attempt)
+}
+
+/// The proxy phase, before an endpoint is picked: a small body is read in full first
+/// (`proxy-request-buffering`).
+pub(crate) async fn before_connect(
+    policy: &RoutePolicy,
+    session: &mut pingora::proxy::Session,
+) -> pingora::Result<()> {
+    if !policy.body.request_buffering {
+        return Ok(());
+    }
+    match policy.body.prebuffer(body::content_length(session)) {
+        Some(len) => body::prebuffer(session, len).await,
+        None => Ok(()),
+    }
+}
+
+/// The proxy phase, on each piece of request body read: 413 once more than `proxy-body-size`
+/// was read (the upstream request is aborted).
+pub(crate) fn on_request_body(policy: &RoutePolicy, body_bytes_read: usize) -> pingora::Result<()> {
+    if policy.body.rejects_length(body_bytes_read as u64) {
+        return Err(body::too_large());
+    }
+    Ok(())
 }
 
 /// The proxy phase, on the request header sent upstream (after Weir's forwarded headers).

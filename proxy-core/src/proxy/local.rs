@@ -26,6 +26,24 @@ pub(super) async fn send(session: &mut Session, answer: LocalResponse) -> Result
     write(session, resp, answer.body).await
 }
 
+/// After an answer written before the request body was read: read and drop what the client
+/// still sends, for at most 5 s, then close the connection, as nginx's lingering close. Closing
+/// with unread data would reset the connection, and the client could lose the answer.
+pub(super) async fn linger(session: &mut Session) {
+    if session.is_body_done() {
+        return;
+    }
+    session.set_keepalive(None);
+    let drained = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        session.drain_request_body(),
+    )
+    .await;
+    if !matches!(drained, Ok(Ok(()))) {
+        tracing::debug!("request body not fully read before closing");
+    }
+}
+
 /// Adds `Content-Length` and writes the header, then the body unless the request is `HEAD`.
 async fn write(session: &mut Session, mut resp: ResponseHeader, body: Bytes) -> Result<()> {
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;

@@ -141,6 +141,34 @@ impl WeirProxy {
     }
 }
 
+/// Whether another endpoint may be tried after `failure`: the route's policy allows it, an
+/// endpoint is left, and the body can be sent again (it was not sent, or it is all in memory).
+fn retry_allowed(
+    session: &Session,
+    ctx: &RequestCtx,
+    failure: policy::Failure,
+    sent: bool,
+) -> bool {
+    let Some(snapshot) = &ctx.snapshot else {
+        return false;
+    };
+    let resolved = snapshot.resolve(ctx.route);
+    let left = match resolved.target {
+        Target::Pool(p) => p.endpoints().len() > ctx.tries,
+        Target::NotFound => false,
+    };
+    if !left || ctx.tries >= MAX_TRIES || (sent && session.as_downstream().retry_buffer_truncated())
+    {
+        return false;
+    }
+    let attempt = policy::Attempt {
+        tried: ctx.tries,
+        elapsed: ctx.upstream_start.map_or(Duration::ZERO, |s| s.elapsed()),
+        sent_non_idempotent: sent && !session.req_header().method.is_idempotent(),
+    };
+    policy::may_retry(resolved.policy, failure, attempt)
+}
+
 fn request_host(req: &RequestHeader) -> &str {
     if let Some(h) = req.uri.host() {
         return h;
@@ -206,6 +234,7 @@ impl ProxyHttp for WeirProxy {
         {
             ctx.local_status = Some(answer.status.as_u16());
             local::send(session, answer).await?;
+            local::linger(session).await;
             return Ok(true);
         }
         let status = match resolved.target {
@@ -222,6 +251,7 @@ impl ProxyHttp for WeirProxy {
                 if session.is_upgrade_req() && session.is_body_empty() {
                     return upgrade::proxy(self, session, ctx).await;
                 }
+                policy::before_connect(resolved.policy, session).await?;
                 return Ok(false);
             }
         };
@@ -320,41 +350,92 @@ impl ProxyHttp for WeirProxy {
         }
     }
 
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        match &ctx.snapshot {
+            Some(snapshot) => policy::on_request_body(
+                snapshot.resolve(ctx.route).policy,
+                session.body_bytes_read(),
+            ),
+            None => Ok(()),
+        }
+    }
+
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         if let Some(start) = ctx.upstream_start {
             ctx.header_time.get_or_insert_with(|| start.elapsed());
+        }
+        // proxy-next-upstream http_<status>: the response is dropped and another endpoint tried.
+        let status = upstream_response.status.as_u16();
+        if status >= 400 && retry_allowed(session, ctx, policy::Failure::Status(status), true) {
+            let mut e = Error::explain(
+                ErrorType::HTTPStatus(status),
+                "retried (proxy-next-upstream)",
+            );
+            e.set_retry(true);
+            return Err(e.into_up());
         }
         Ok(())
     }
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut Self::CTX,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        // proxy-next-upstream "error timeout": try another endpoint, up to the policy's tries.
-        if let Some(snapshot) = &ctx.snapshot {
-            let resolved = snapshot.resolve(ctx.route);
-            let left = match resolved.target {
-                Target::Pool(p) => p.endpoints().len() > ctx.tries,
-                Target::NotFound => false,
-            };
-            if ctx.tries < MAX_TRIES && policy::may_retry(resolved.policy, ctx.tries) && left {
-                e.set_retry(true);
+        // proxy-next-upstream "error timeout": nothing was sent, so any method may be retried.
+        let failure = match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => {
+                policy::Failure::Timeout
             }
-        }
+            _ => policy::Failure::Error,
+        };
+        e.set_retry(retry_allowed(session, ctx, failure, false));
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Self::CTX,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let failure = match (e.etype(), e.esource()) {
+            // Decided in upstream_response_filter.
+            (ErrorType::HTTPStatus(_), ErrorSource::Upstream) => return e,
+            (_, ErrorSource::Upstream) if session.response_written().is_some() => None,
+            (ErrorType::ReadTimedout | ErrorType::WriteTimedout, ErrorSource::Upstream) => {
+                Some(policy::Failure::Timeout)
+            }
+            (_, ErrorSource::Upstream) => Some(policy::Failure::Error),
+            _ => None,
+        };
+        let retry = failure.is_some_and(|f| retry_allowed(session, ctx, f, true));
+        e.set_retry(retry);
         e
     }
 
     fn suppress_error_log(&self, session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
-        // A client that goes away is not a proxy error worth an ERROR line: debug, and counted.
+        // A request refused with a 4xx (413) is not a proxy error worth an ERROR line.
+        if matches!(error.etype(), ErrorType::HTTPStatus(400..=499)) {
+            return true;
+        }
+        // Nor is a client that goes away: debug, and counted.
         let gone = error.esource() == &ErrorSource::Downstream
             && matches!(
                 error.etype(),
@@ -422,6 +503,10 @@ impl ProxyHttp for WeirProxy {
             };
             if let Err(err) = sent {
                 tracing::debug!(error = %err, "could not send the error response");
+            }
+            if (400..500).contains(&code) {
+                // The client may still be sending (413 while a body streams).
+                local::linger(session).await;
             }
         }
         FailToProxy {
