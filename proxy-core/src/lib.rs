@@ -61,8 +61,8 @@ pub use model::{DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, ServerPoli
 // Route policy (its home is the `policy` module).
 #[doc(no_inline)]
 pub use policy::{
-    AccessList, HttpsRedirect, LocalResponse, Phase, Refusal, RoutePolicy, RouteStep, StepOutcome,
-    StepRequest, Steps, UpstreamPolicy,
+    AccessList, Cors, HttpsRedirect, LocalResponse, OriginPattern, Phase, Refusal, RoutePolicy,
+    RouteStep, StepOutcome, StepRequest, Steps, UpstreamPolicy,
 };
 
 // Snapshots and routing.

@@ -8,9 +8,11 @@
 //! Ingress version, never per request.
 
 mod access;
+mod cors;
 mod redirect;
 pub mod registry;
 
+pub use cors::CorsSettings;
 pub use redirect::Redirects;
 use registry::Status;
 
@@ -24,6 +26,8 @@ pub struct IngressAnnotations {
     pub redirect: Redirects,
     /// Client address allow and deny lists.
     pub access: proxy_core::AccessList,
+    /// Cross-origin resource sharing.
+    pub cors: CorsSettings,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -123,6 +127,8 @@ impl IngressAnnotations {
                         out.redirect.parse(name, value)
                     } else if access::KEYS.contains(&name) {
                         access::parse(&mut out.access, name, value)
+                    } else if cors::KEYS.contains(&name) {
+                        out.cors.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -184,7 +190,9 @@ mod tests {
     #[test]
     fn every_implemented_annotation_has_a_family_and_no_family_parses_others() {
         for a in registry::ANNOTATIONS {
-            let parsed = redirect::KEYS.contains(&a.name) || access::KEYS.contains(&a.name);
+            let parsed = redirect::KEYS.contains(&a.name)
+                || access::KEYS.contains(&a.name)
+                || cors::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }

@@ -6,12 +6,12 @@
 //!
 //! | [`Phase`] | Weir's piece | effect |
 //! |---|---|---|
-//! | `Rewrite` | [`https_redirect`](RoutePolicy::https_redirect) | plain HTTP gets a 308 to `https://` (not `/.well-known/acme-challenge/`) |
+//! | `Rewrite` | [`cors`](RoutePolicy::cors) preflight, then [`https_redirect`](RoutePolicy::https_redirect) | `OPTIONS` from an allowed origin gets 204; then | plain HTTP gets a 308 to `https://` (not `/.well-known/acme-challenge/`) |
 //! | `Access` | [`refusal`](RoutePolicy::refusal), then [`access`](RoutePolicy::access) | 503 (fail closed), then 403 |
 //! | `Auth` | — | |
 //! | `Limit` | — | |
 //! | `Proxy` | [`upstream`](RoutePolicy::upstream) | timeouts and retries of the upstream request |
-//! | `Response` | [`hsts`](RoutePolicy::hsts) | `Strict-Transport-Security` on HTTPS responses |
+//! | `Response` | [`hsts`](RoutePolicy::hsts), [`cors`](RoutePolicy::cors) | `Strict-Transport-Security` on HTTPS responses; CORS headers for an allowed origin |
 //!
 //! Within a phase Weir's own piece runs first, then the route's [`Steps`] of that phase in the
 //! order given. The first request phase that answers ends the request; routing (the built-in
@@ -22,6 +22,7 @@
 //! request: no parsing, no allocation, no boxed future.
 
 mod access;
+mod cors;
 mod redirect;
 mod step;
 mod upstream;
@@ -35,6 +36,7 @@ use pingora::prelude::HttpPeer;
 use crate::model::ServerPolicy;
 
 pub use access::{AccessList, Refusal};
+pub use cors::{Cors, OriginPattern};
 pub use redirect::HttpsRedirect;
 pub use step::{LocalResponse, RouteStep, StepOutcome, StepRequest, Steps};
 pub use upstream::UpstreamPolicy;
@@ -108,6 +110,9 @@ pub struct RoutePolicy {
     /// Response phase: the host has TLS, so HTTPS responses carry HSTS (the value is
     /// [`ServerPolicy::hsts`]).
     pub hsts: bool,
+    /// Rewrite phase (preflight) and response phase: cross-origin resource sharing
+    /// (`enable-cors`).
+    pub cors: Option<Cors>,
     /// Steps added by an embedder, run after Weir's own piece of their phase.
     pub steps: Steps,
 }
@@ -138,9 +143,15 @@ fn builtin(
 ) -> Option<LocalResponse> {
     match phase {
         Phase::Rewrite => policy
-            .https_redirect
+            .cors
             .as_ref()
-            .and_then(|r| r.apply(req, server)),
+            .and_then(|c| c.preflight(req.header()))
+            .or_else(|| {
+                policy
+                    .https_redirect
+                    .as_ref()
+                    .and_then(|r| r.apply(req, server))
+            }),
         Phase::Access => {
             if let Some(refusal) = &policy.refusal {
                 tracing::debug!(reason = %refusal.reason, host = req.host(), "route refused");
@@ -218,8 +229,12 @@ pub(crate) fn on_response(
     policy: &RoutePolicy,
     server: &ServerPolicy,
     https: bool,
+    request: &RequestHeader,
     response: &mut ResponseHeader,
 ) -> pingora::Result<()> {
+    if let Some(cors) = &policy.cors {
+        cors.on_response(request, response)?;
+    }
     if policy.hsts && https {
         if let Some(value) = &server.hsts {
             response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, value.as_str())?;
@@ -311,7 +326,8 @@ mod tests {
         };
         let hsts = |p: &RoutePolicy, server: &ServerPolicy, https| {
             let mut resp = ResponseHeader::build(200, None).unwrap();
-            on_response(p, server, https, &mut resp).unwrap();
+            let req = RequestHeader::build("GET", b"/", None).unwrap();
+            on_response(p, server, https, &req, &mut resp).unwrap();
             resp.headers
                 .get("strict-transport-security")
                 .map(|v| v.to_str().unwrap().to_string())

@@ -300,6 +300,7 @@ impl ProxyHttp for WeirProxy {
                 snapshot.resolve(ctx.route).policy,
                 snapshot.server(),
                 ctx.scheme == "https",
+                session.req_header(),
                 upstream_response,
             ),
             None => Ok(()),
