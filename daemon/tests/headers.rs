@@ -191,3 +191,28 @@ fn cors_needs_enable_cors() {
     assert_eq!(cors_headers(&pre), []);
     assert_eq!(case.app.received(), 1);
 }
+
+/// `server-tokens` is off, as ingress-nginx's default: Weir's own answers (a CORS preflight, the
+/// built-in 404, a 502 for an upstream that refuses connections) name no server, and never
+/// `Pingora`.
+#[test]
+fn weir_names_no_server() {
+    let case = Case::start(&[("enable-cors", "true")]);
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("ns", "down", &[closed_addr()]));
+    m.write(
+        "ing.yaml",
+        &ingress("ns", "down", &[("down.test", "Prefix", "/", "down")]),
+    );
+    let down = Weir::start(m.path(), &[]);
+    let bad_gateway = down.get("down.test", "/");
+    assert_eq!(bad_gateway.status, 502, "{bad_gateway:?}");
+    let not_found = case.weir.get("unknown.test", "/");
+    assert_eq!(not_found.status, 404);
+    let preflight = case.send("OPTIONS", &[("Origin", "https://o.test")]);
+    assert_eq!(preflight.status, 204);
+    for r in [bad_gateway, not_found, preflight] {
+        assert_eq!(r.header("server"), None, "{r:?}");
+    }
+}

@@ -362,7 +362,7 @@ impl ProxyHttp for WeirProxy {
         if code > 0 {
             let sent = match crate::pages::page(code) {
                 Some(page) => {
-                    let mut resp = pingora::protocols::http::error_resp::gen_error_response(code);
+                    let mut resp = error_response(code);
                     let headers = resp
                         .insert_header(http::header::CONTENT_TYPE, "text/html")
                         .and_then(|_| resp.set_content_length(page.len()));
@@ -379,7 +379,12 @@ impl ProxyHttp for WeirProxy {
                         Err(e) => Err(e),
                     }
                 }
-                None => session.respond_error(code).await,
+                None => {
+                    session
+                        .as_downstream_mut()
+                        .write_error_response(error_response(code), bytes::Bytes::new())
+                        .await
+                }
             };
             if let Err(err) = sent {
                 tracing::debug!(error = %err, "could not send the error response");
@@ -455,6 +460,14 @@ impl ProxyHttp for WeirProxy {
     }
 }
 
+/// Pingora's error response header for `code` without its `Server: Pingora` (as nginx with
+/// `server-tokens: false`, Weir names no server).
+fn error_response(code: u16) -> ResponseHeader {
+    let mut resp = pingora::protocols::http::error_resp::gen_error_response(code);
+    resp.remove_header(&http::header::SERVER);
+    resp
+}
+
 /// The status sent for a request that failed: as nginx, 504 when the upstream timed out, 502 for
 /// other upstream failures, nothing when the client went away.
 pub(crate) fn error_status(e: &Error) -> u16 {
@@ -480,6 +493,15 @@ pub(crate) fn error_status(e: &Error) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_responses_name_no_server() {
+        for code in [400, 502, 504, 599] {
+            let resp = error_response(code);
+            assert_eq!(resp.status.as_u16(), code);
+            assert_eq!(resp.headers.get(http::header::SERVER), None, "{code}");
+        }
+    }
 
     #[test]
     fn upstream_timeouts_are_504_other_failures_502() {
