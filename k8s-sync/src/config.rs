@@ -8,7 +8,7 @@
 //! `proxy-next-upstream`, `proxy-next-upstream-timeout`, `retry-non-idempotent`, the connection
 //! limits (`keep-alive`, `keep-alive-requests`, `client-header-timeout`, `client-body-timeout`,
 //! `client-header-buffer-size`, `large-client-header-buffers`, `max-worker-connections`), and
-//! `ssl-protocols` / `use-http2` at their defaults. A bad value keeps
+//! `ssl-protocols` / `use-http2` / `server-tokens` at their defaults. A bad value keeps
 //! the default for that key and is reported; a key Weir does not implement yet is reported once.
 
 use std::time::Duration;
@@ -145,6 +145,16 @@ impl GlobalConfig {
                         )
                     }
                 }),
+                "server-tokens" => boolean(value).and_then(|b| {
+                    if b {
+                        Err(
+                            "Weir never names its server or version; \"true\" is not supported"
+                                .into(),
+                        )
+                    } else {
+                        Ok(())
+                    }
+                }),
                 "proxy-connect-timeout" => {
                     seconds(value).map(|d| cfg.policy.upstream.connect_timeout = d)
                 }
@@ -277,6 +287,7 @@ mod tests {
             ("compute-full-forwarded-for", "true"),
             ("proxy-real-ip-cidr", "10.0.0.0/8, 192.168.1.1"),
             ("ssl-protocols", "TLSv1.3 TLSv1.2"),
+            ("server-tokens", "false"),
         ])));
         assert!(p.is_empty(), "{p:?}");
         assert!(!c.ssl_redirect);
@@ -299,6 +310,9 @@ mod tests {
         assert!(p[0].message.contains("10.0.0.0/33"), "{}", p[0].message);
         let (_, p) = GlobalConfig::from_config_map(Some(&cm(&[("ssl-protocols", "TLSv1")])));
         assert_eq!(p.len(), 1);
+        let (_, p) = GlobalConfig::from_config_map(Some(&cm(&[("server-tokens", "true")])));
+        assert_eq!(p.len(), 1);
+        assert!(p[0].message.contains("never names"), "{}", p[0].message);
     }
 
     #[test]

@@ -50,6 +50,7 @@ impl<'a> IngressPolicies<'a> {
         let a = &ingress.annotations;
         let base = Arc::new(RoutePolicy {
             access: (!a.access.is_empty()).then(|| a.access.clone()),
+            cors: a.cors.policy(),
             refusal: a.refusal.as_ref().map(|reason| Refusal {
                 reason: reason.as_str().into(),
             }),

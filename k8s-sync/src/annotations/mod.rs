@@ -9,12 +9,14 @@
 
 mod access;
 pub(crate) mod body;
+mod cors;
 mod redirect;
 pub mod registry;
 mod rewrite;
 pub(crate) mod upstream;
 
 pub use body::Bodies;
+pub use cors::CorsSettings;
 pub use redirect::Redirects;
 use registry::Status;
 pub use rewrite::Rewrites;
@@ -36,6 +38,8 @@ pub struct IngressAnnotations {
     pub body: Bodies,
     /// Upstream timeouts and retries.
     pub upstream: Upstream,
+    /// Cross-origin resource sharing.
+    pub cors: CorsSettings,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -141,6 +145,8 @@ impl IngressAnnotations {
                         out.body.parse(name, value)
                     } else if upstream::KEYS.contains(&name) {
                         out.upstream.parse(name, value)
+                    } else if cors::KEYS.contains(&name) {
+                        out.cors.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -206,7 +212,8 @@ mod tests {
                 || access::KEYS.contains(&a.name)
                 || rewrite::KEYS.contains(&a.name)
                 || body::KEYS.contains(&a.name)
-                || upstream::KEYS.contains(&a.name);
+                || upstream::KEYS.contains(&a.name)
+                || cors::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }

@@ -6,12 +6,12 @@
 //!
 //! | [`Phase`] | Weir's piece | effect |
 //! |---|---|---|
-//! | `Rewrite` | [`body`](RoutePolicy::body) (`Content-Length`), [`rewrite`](RoutePolicy::rewrite), then [`https_redirect`](RoutePolicy::https_redirect) | 413 for a body announced too large (nginx checks it before rewriting); `app-root` 302, `permanent-redirect`/`temporal-redirect`; plain HTTP gets a 308 to `https://` (not `/.well-known/acme-challenge/`) |
+//! | `Rewrite` | [`body`](RoutePolicy::body) (`Content-Length`), [`cors`](RoutePolicy::cors) preflight, [`rewrite`](RoutePolicy::rewrite), then [`https_redirect`](RoutePolicy::https_redirect) | 413 for a body announced too large (nginx checks it before rewriting); `OPTIONS` from an allowed origin gets 204; `app-root` 302, `permanent-redirect`/`temporal-redirect`; plain HTTP gets a 308 to `https://` (not `/.well-known/acme-challenge/`) |
 //! | `Access` | [`refusal`](RoutePolicy::refusal), then [`access`](RoutePolicy::access) | 503 (fail closed), then 403 |
 //! | `Auth` | — | |
 //! | `Limit` | — | |
 //! | `Proxy` | [`upstream`](RoutePolicy::upstream), [`rewrite`](RoutePolicy::rewrite), [`body`](RoutePolicy::body) | timeouts and retries of the upstream request; the rewritten URI, `Host`, `X-Forwarded-Prefix`; small bodies read before connecting, body size while streaming (413) |
-//! | `Response` | [`hsts`](RoutePolicy::hsts) | `Strict-Transport-Security` on HTTPS responses |
+//! | `Response` | [`hsts`](RoutePolicy::hsts), [`cors`](RoutePolicy::cors) | `Strict-Transport-Security` on HTTPS responses; CORS headers for an allowed origin |
 //!
 //! Within a phase Weir's own piece runs first, then the route's [`Steps`] of that phase in the
 //! order given. The first request phase that answers ends the request; routing (the built-in
@@ -23,6 +23,7 @@
 
 mod access;
 mod body;
+mod cors;
 mod redirect;
 mod rewrite;
 mod step;
@@ -38,6 +39,7 @@ use crate::model::ServerPolicy;
 
 pub use access::{AccessList, Refusal};
 pub use body::{BodyPolicy, MAX_BUFFERED_BODY};
+pub use cors::{Cors, OriginPattern};
 pub use redirect::HttpsRedirect;
 pub use rewrite::{path_regex, Rewrite, UrlRedirect};
 pub use step::{LocalResponse, RouteStep, StepOutcome, StepRequest, Steps};
@@ -119,6 +121,9 @@ pub struct RoutePolicy {
     /// Response phase: the host has TLS, so HTTPS responses carry HSTS (the value is
     /// [`ServerPolicy::hsts`]).
     pub hsts: bool,
+    /// Rewrite phase (preflight) and response phase: cross-origin resource sharing
+    /// (`enable-cors`).
+    pub cors: Option<Cors>,
     /// Steps added by an embedder, run after Weir's own piece of their phase.
     pub steps: Steps,
 }
@@ -153,9 +158,10 @@ fn builtin(
                 return Some(LocalResponse::page(StatusCode::PAYLOAD_TOO_LARGE));
             }
             policy
-                .rewrite
+                .cors
                 .as_ref()
-                .and_then(|r| r.answer(req, server))
+                .and_then(|c| c.preflight(req.header()))
+                .or_else(|| policy.rewrite.as_ref().and_then(|r| r.answer(req, server)))
                 .or_else(|| {
                     policy
                         .https_redirect
@@ -270,8 +276,12 @@ pub(crate) fn on_response(
     policy: &RoutePolicy,
     server: &ServerPolicy,
     https: bool,
+    request: &RequestHeader,
     response: &mut ResponseHeader,
 ) -> pingora::Result<()> {
+    if let Some(cors) = &policy.cors {
+        cors.on_response(request, response)?;
+    }
     if policy.hsts && https {
         if let Some(value) = &server.hsts {
             response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, value.as_str())?;
@@ -363,7 +373,8 @@ mod tests {
         };
         let hsts = |p: &RoutePolicy, server: &ServerPolicy, https| {
             let mut resp = ResponseHeader::build(200, None).unwrap();
-            on_response(p, server, https, &mut resp).unwrap();
+            let req = RequestHeader::build("GET", b"/", None).unwrap();
+            on_response(p, server, https, &req, &mut resp).unwrap();
             resp.headers
                 .get("strict-transport-security")
                 .map(|v| v.to_str().unwrap().to_string())

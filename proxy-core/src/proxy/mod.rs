@@ -344,6 +344,7 @@ impl ProxyHttp for WeirProxy {
                 snapshot.resolve(ctx.route).policy,
                 snapshot.server(),
                 ctx.scheme == "https",
+                session.req_header(),
                 upstream_response,
             ),
             None => Ok(()),
@@ -474,8 +475,7 @@ impl ProxyHttp for WeirProxy {
         if code > 0 {
             let sent = match crate::pages::page(code) {
                 Some(page) => {
-                    let mut resp = pingora::protocols::http::error_resp::gen_error_response(code);
-                    resp.remove_header(&http::header::SERVER);
+                    let mut resp = error_response(code);
                     let headers = resp
                         .insert_header(http::header::CONTENT_TYPE, "text/html")
                         .and_then(|_| resp.set_content_length(page.len()));
@@ -493,11 +493,9 @@ impl ProxyHttp for WeirProxy {
                     }
                 }
                 None => {
-                    let mut resp = pingora::protocols::http::error_resp::gen_error_response(code);
-                    resp.remove_header(&http::header::SERVER);
                     session
                         .as_downstream_mut()
-                        .write_error_response(resp, bytes::Bytes::new())
+                        .write_error_response(error_response(code), bytes::Bytes::new())
                         .await
                 }
             };
@@ -580,6 +578,14 @@ impl ProxyHttp for WeirProxy {
     }
 }
 
+/// Pingora's error response header for `code` without its `Server: Pingora` (as nginx with
+/// `server-tokens: false`, Weir names no server).
+fn error_response(code: u16) -> ResponseHeader {
+    let mut resp = pingora::protocols::http::error_resp::gen_error_response(code);
+    resp.remove_header(&http::header::SERVER);
+    resp
+}
+
 /// The status sent for a request that failed: as nginx, 504 when the upstream timed out, 502 for
 /// other upstream failures, nothing when the client went away.
 pub(crate) fn error_status(e: &Error) -> u16 {
@@ -607,6 +613,15 @@ pub(crate) fn error_status(e: &Error) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_responses_name_no_server() {
+        for code in [400, 502, 504, 599] {
+            let resp = error_response(code);
+            assert_eq!(resp.status.as_u16(), code);
+            assert_eq!(resp.headers.get(http::header::SERVER), None, "{code}");
+        }
+    }
 
     #[test]
     fn upstream_timeouts_are_504_other_failures_502() {
