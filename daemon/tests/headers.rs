@@ -1,9 +1,14 @@
 //! CORS and response headers through the real `weir` binary, ported from ingress-nginx's e2e
 //! assertions (`test/e2e/annotations/cors.go`): preflight requests answered by Weir with 204
 //! and never reaching the upstream, CORS headers on the upstream's responses, wildcard origins
-//! matched and not matched, and no `Server: Pingora`.
+//! matched and not matched, and no `Server: Pingora`; gzip compression from the ConfigMap
+//! (`test/e2e/settings/gzip.go`).
 
 mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
 
 use support::*;
 use weir_loadtest::echo::EchoServer;
@@ -215,4 +220,134 @@ fn weir_names_no_server() {
     for r in [bad_gateway, not_found, preflight] {
         assert_eq!(r.header("server"), None, "{r:?}");
     }
+}
+
+/// A GET of `/` on `host` with `headers`: status, lowercase headers and the raw body (chunked
+/// transfer coding removed), for bodies that are not text.
+fn get_bytes(
+    addr: std::net::SocketAddr,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("GET /data HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = std::str::from_utf8(&raw[..end]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v == "chunked")
+    {
+        let (mut out, mut rest) = (Vec::new(), &body[..]);
+        loop {
+            let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[nl + 2..nl + 2 + size]);
+            rest = &rest[nl + 4 + size..];
+        }
+        body = out;
+    }
+    (status, headers, body)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `use-gzip: "true"` (ConfigMap): the upstream's JSON is gzipped, streamed, with
+/// `Vary: Accept-Encoding`, when the client accepts gzip; sent as it is otherwise, and when its
+/// type is not in `gzip-types`. By default nothing is compressed.
+#[test]
+fn gzip_from_the_configmap() {
+    let app = EchoServer::start("app").unwrap();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("ns", "app", &[app.addr()]));
+    m.write(
+        "ing.yaml",
+        &ingress("ns", "web", &[("gzip.test", "Prefix", "/", "app")]),
+    );
+    m.write("cfg.yaml", &configmap("ns", "cfg", &[]));
+    let weir = Weir::start(m.path(), &["--configmap", "ns/cfg"]);
+    // Long enough for the default gzip-min-length (256 bytes).
+    let padding = "x".repeat(400);
+    let accept = [("Accept-Encoding", "gzip"), ("X-Padding", padding.as_str())];
+    let (status, headers, body) = get_bytes(weir.http, "gzip.test", &accept);
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-encoding"), None, "off by default");
+    assert!(body.starts_with(b"{"));
+
+    m.write("cfg.yaml", &configmap("ns", "cfg", &[("use-gzip", "true")]));
+    let (headers, body) = weir.poll(Duration::from_secs(10), "gzip to be on", || {
+        let (status, headers, body) = get_bytes(weir.http, "gzip.test", &accept);
+        assert_eq!(status, 200);
+        (header(&headers, "content-encoding") == Some("gzip")).then_some((headers, body))
+    });
+    assert_eq!(header(&headers, "vary"), Some("accept-encoding"));
+    assert_eq!(header(&headers, "content-length"), None, "streamed");
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut json)
+        .unwrap();
+    let echo: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(echo["server"], "app");
+    assert_eq!(echo["headers"]["x-padding"], padding.as_str());
+
+    let (_, headers, body) = get_bytes(weir.http, "gzip.test", &accept[1..]);
+    assert_eq!(header(&headers, "content-encoding"), None, "not accepted");
+    assert!(body.starts_with(b"{"));
+
+    m.write(
+        "cfg.yaml",
+        &configmap(
+            "ns",
+            "cfg",
+            &[("use-gzip", "true"), ("gzip-min-length", "100000")],
+        ),
+    );
+    weir.poll(Duration::from_secs(10), "gzip-min-length to apply", || {
+        let (_, headers, body) = get_bytes(weir.http, "gzip.test", &accept);
+        (header(&headers, "content-encoding").is_none() && body.starts_with(b"{")).then_some(())
+    });
+
+    m.write(
+        "cfg.yaml",
+        &configmap(
+            "ns",
+            "cfg",
+            &[("use-gzip", "true"), ("gzip-types", "text/plain")],
+        ),
+    );
+    weir.poll(Duration::from_secs(10), "gzip-types to apply", || {
+        let (_, headers, body) = get_bytes(weir.http, "gzip.test", &accept);
+        (header(&headers, "content-encoding").is_none() && body.starts_with(b"{")).then_some(())
+    });
 }

@@ -7,9 +7,11 @@
 //! `proxy-real-ip-cidr`, `proxy-body-size`, `client-body-buffer-size`, `proxy-request-buffering`,
 //! `proxy-next-upstream`, `proxy-next-upstream-timeout`, `retry-non-idempotent`, the connection
 //! limits (`keep-alive`, `keep-alive-requests`, `client-header-timeout`, `client-body-timeout`,
-//! `client-header-buffer-size`, `large-client-header-buffers`, `max-worker-connections`), and
+//! `client-header-buffer-size`, `large-client-header-buffers`, `max-worker-connections`), compression (`use-gzip`, `gzip-*`, `enable-brotli`, `brotli-*`), and
 //! `ssl-protocols` / `use-http2` / `server-tokens` at their defaults. A bad value keeps
 //! the default for that key and is reported; a key Weir does not implement yet is reported once.
+
+mod compression;
 
 use std::time::Duration;
 
@@ -82,8 +84,10 @@ impl GlobalConfig {
         };
         let (mut hsts, mut max_age, mut subdomains, mut preload) =
             (true, 31_536_000u64, true, false);
+        let mut compression = compression::CompressionKeys::default();
         for (key, value) in data {
             let result = match key.as_str() {
+                k if compression::KEYS.contains(&k) => compression.parse(k, value),
                 "ssl-redirect" => boolean(value).map(|b| cfg.ssl_redirect = b),
                 "hsts" => boolean(value).map(|b| hsts = b),
                 "hsts-include-subdomains" => boolean(value).map(|b| subdomains = b),
@@ -195,6 +199,7 @@ impl GlobalConfig {
             }
         }
         cfg.server.hsts = hsts.then(|| hsts_value(max_age, subdomains, preload));
+        cfg.server.compression = compression.finish();
         (cfg, problems)
     }
 }
@@ -320,7 +325,7 @@ mod tests {
         let (c, p) = GlobalConfig::from_config_map(Some(&cm(&[
             ("proxy-read-timeout", "soon"),
             ("proxy-next-upstream-tries", "two"),
-            ("enable-brotli", "true"),
+            ("gzip-level", "0"),
         ])));
         assert_eq!(c, GlobalConfig::default());
         assert_eq!(
@@ -331,7 +336,7 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "enable-brotli",
+                "gzip-level",
                 "proxy-next-upstream-tries",
                 "proxy-read-timeout"
             ]

@@ -157,4 +157,6 @@ pub struct ServerPolicy {
     /// `http-redirect-code`: the status of the HTTPS and `from-to-www-redirect` redirects
     /// (`None`: 308).
     pub http_redirect_code: Option<http::StatusCode>,
+    /// Compression of upstream responses (`use-gzip`, `enable-brotli`).
+    pub compression: crate::policy::Compression,
 }

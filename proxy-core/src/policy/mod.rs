@@ -23,6 +23,7 @@
 
 mod access;
 mod body;
+mod compression;
 mod cors;
 mod redirect;
 mod rewrite;
@@ -39,6 +40,7 @@ use crate::model::ServerPolicy;
 
 pub use access::{AccessList, Refusal};
 pub use body::{BodyPolicy, MAX_BUFFERED_BODY};
+pub use compression::{Compression, Encoding};
 pub use cors::{Cors, OriginPattern};
 pub use redirect::HttpsRedirect;
 pub use rewrite::{path_regex, Rewrite, UrlRedirect};

@@ -339,6 +339,21 @@ impl ProxyHttp for WeirProxy {
             // (`Connection: close`), as nginx does in a graceful quit.
             session.set_keepalive(None);
         }
+        if let Some(snapshot) = &ctx.snapshot {
+            let compression = &snapshot.server().compression;
+            if compression.is_enabled() {
+                if let Some(module) = session
+                    .downstream_modules_ctx
+                    .get_mut::<pingora::modules::http::compression::ResponseCompression>(
+                ) {
+                    compression.on_response(
+                        module,
+                        session.downstream_session.req_header(),
+                        upstream_response,
+                    );
+                }
+            }
+        }
         match &ctx.snapshot {
             Some(snapshot) => policy::on_response(
                 snapshot.resolve(ctx.route).policy,
