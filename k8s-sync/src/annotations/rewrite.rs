@@ -94,8 +94,8 @@ impl Rewrites {
                 let mut aliases = Vec::new();
                 for a in value.split(',').map(str::trim).filter(|a| !a.is_empty()) {
                     let a = a.to_ascii_lowercase();
-                    if !proxy_core::validate_rule(Some(&a), proxy_core::PathKind::Prefix, "/")
-                        .is_ok()
+                    if proxy_core::validate_rule(Some(&a), proxy_core::PathKind::Prefix, "/")
+                        .is_err()
                     {
                         return Err(format!("{a:?} is not a host name, in {value:?}"));
                     }
