@@ -526,7 +526,12 @@ def indent(text: str, n: int) -> str:
     return "".join(" " * n + line + "\n" for line in text.strip().splitlines())
 
 
-def manifests_base(cert: dict, upstream: int, tls: bool = True) -> dict[str, str]:
+# Annotations of the `weir-annotated` variant: a regex path rewritten to itself, and CORS.
+ANNOTATED = {"use-regex": "true", "rewrite-target": "/$1", "enable-cors": "true"}
+
+
+def manifests_base(cert: dict, upstream: int, tls: bool = True,
+                   annotated: bool = False) -> dict[str, str]:
     files = {
         "00-class.yaml": """apiVersion: networking.k8s.io/v1
 kind: IngressClass
@@ -555,7 +560,11 @@ metadata:
   namespace: {NS}
   annotations:
     nginx.ingress.kubernetes.io/ssl-redirect: "false"
-spec:
+"""
+    if annotated:
+        for k, v in ANNOTATED.items():
+            bench += f'    nginx.ingress.kubernetes.io/{k}: "{v}"\n'
+    bench += """spec:
   ingressClassName: nginx
 """
     if tls:
@@ -567,8 +576,8 @@ spec:
   - host: {HOST}
     http:
       paths:
-      - path: /
-        pathType: Prefix
+      - path: {"/(.*)" if annotated else "/"}
+        pathType: {"ImplementationSpecific" if annotated else "Prefix"}
         backend: {{service: {{name: upstream, port: {{number: 80}}}}}}
 """
     files["20-bench.yaml"] = bench
@@ -648,7 +657,8 @@ def write_atomic(d: Path, name: str, text: str) -> None:
 def target_labels(many: int) -> dict[str, str]:
     return {"nginx": "nginx (reference)", "haproxy": "haproxy",
             "pingora": "Pingora alone (floor)", "weir": "Weir",
-            "weir-10k": f"Weir, {many:,} Ingresses"}
+            "weir-10k": f"Weir, {many:,} Ingresses",
+            "weir-annotated": "Weir, rewrite-target + use-regex + CORS"}
 
 
 # Targets without TLS or host routing: the bare Pingora proxy (`pingora-floor`).
@@ -701,6 +711,11 @@ class Lab:
             (d / n).write_text(t)
         (d / "30-many.yaml").write_text(many_ingresses_yaml(args.many))
         self.manifests["weir-10k"] = d
+        d = work / "manifests-annotated"
+        d.mkdir()
+        for n, t in manifests_base(self.cert, self.upstream_port, annotated=True).items():
+            (d / n).write_text(t)
+        self.manifests["weir-annotated"] = d
 
     # -- upstreams --
     def start_upstream(self, name: str, port: int) -> subprocess.Popen:
