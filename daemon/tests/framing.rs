@@ -310,10 +310,17 @@ GET /last HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n";
         assert!(r.starts_with("POST /bad HTTP/1.1\r\n"), "{r}");
     }
 
-    // HTTP/0.9 gets no upstream request.
+    // HTTP/0.9 gets no upstream request. (The cut-off /bad request above may be recorded only
+    // now, when Weir closes its upstream connection: it is not counted.)
     let before = s.recorder.requests().len();
     let _ = send(s.weir.http, b"GET /\r\n\r\n");
-    assert_eq!(s.recorder.requests().len(), before);
+    let seen = s.recorder.requests();
+    let new: Vec<_> = seen[before..]
+        .iter()
+        .map(|r| String::from_utf8_lossy(r).to_string())
+        .filter(|r| !r.starts_with("POST /bad HTTP/1.1\r\n"))
+        .collect();
+    assert!(new.is_empty(), "{new:?}");
 
     // The request target's authority wins over Host (as nginx): routed by it, so a request to
     // an unknown authority with the known Host is not forwarded.

@@ -324,3 +324,69 @@ fn over_the_connection_cap_the_oldest_idle_connections_are_closed() {
     let youngest = idle.last_mut().unwrap();
     assert_eq!(get_on(youngest), 200);
 }
+
+/// The attack that took the edge down: thousands of idle keep-alive connections from one client.
+/// With 1024 open files Weir caps client connections at (1024 − 256) / 2 = 384 and closes the
+/// oldest idle ones for new ones, so after 3,000 connections new requests are still served,
+/// `/healthz` answers and a manifest change still applies (descriptors were left for them).
+#[test]
+fn thousands_of_idle_connections_do_not_exhaust_the_open_files() {
+    // This test holds up to 3,000 sockets itself.
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    if hard < 4096 {
+        panic!("this test needs an open files hard limit of at least 4096, not {hard}");
+    }
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    let echo = EchoServer::start("a").unwrap();
+    let m = Manifests::new();
+    m.write("class.yaml", INGRESS_CLASS);
+    m.write("svc.yaml", &service("ns", "app", &[echo.addr()]));
+    m.write(
+        "ing.yaml",
+        &ingress("ns", "i", &[("limits.test", "Prefix", "/", "app")]),
+    );
+    let weir_bin = env!("CARGO_BIN_EXE_weir");
+    let mut w = Weir::spawn_bin(
+        "prlimit".as_ref(),
+        &[
+            "--nofile=1024:1024".as_ref(),
+            weir_bin.as_ref(),
+            "--manifests".as_ref(),
+            m.path().as_os_str(),
+        ],
+        &[],
+        &[],
+    );
+    w.wait_ready();
+    w.wait_log("open files limit open_files=1024 connection_cap=384");
+    let mut idle = Vec::new();
+    for i in 0..3000 {
+        let mut s = TcpStream::connect(w.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // One request, then the connection stays open as an idle keep-alive connection.
+        assert_eq!(get_on(&mut s), 200, "connection {i}");
+        idle.push(s);
+    }
+    for _ in 0..5 {
+        assert_eq!(w.get("limits.test", "/").status, 200);
+    }
+    assert_eq!(
+        get(w.admin, "localhost", "/healthz", &[]).unwrap().status,
+        200
+    );
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", w.pid()))
+        .unwrap()
+        .count();
+    assert!(fds < 1024, "{fds} descriptors open");
+    m.write(
+        "ing2.yaml",
+        &ingress("ns", "j", &[("later.test", "Prefix", "/", "app")]),
+    );
+    w.poll(
+        Duration::from_secs(10),
+        "the new Ingress to be served",
+        || (w.get("later.test", "/").status == 200).then_some(()),
+    );
+    drop(idle);
+}
