@@ -185,7 +185,9 @@ fn hpack_bombs_and_header_floods_are_refused_with_bounded_memory() {
             );
             refused += usize::from(got.is_err());
             assert!(
-                closed_within(driver, Duration::from_secs(5)).await.is_some(),
+                closed_within(driver, Duration::from_secs(5))
+                    .await
+                    .is_some(),
                 "the connection of a 15 MB header list is closed"
             );
         }
@@ -236,26 +238,27 @@ fn idle_h2_connections_are_closed_after_keep_alive() {
 
         // Never used: closed as well.
         let (_send, unused) = connect(w.http, None).await;
-        assert!(closed_within(unused, Duration::from_secs(10)).await.is_some());
+        assert!(closed_within(unused, Duration::from_secs(10))
+            .await
+            .is_some());
 
         // A request whose body is still coming: the connection stays open past keep-alive.
         let (send, mut busy) = connect(w.http, None).await;
         let mut send = send.ready().await.unwrap();
-        let req = http::Request::post("http://h2.test/")
-            .body(())
-            .unwrap();
+        let req = http::Request::post("http://h2.test/").body(()).unwrap();
         let (response, mut body) = send.send_request(req, false).unwrap();
         tokio::time::sleep(Duration::from_secs(4)).await;
-        assert!(!busy.is_finished(), "a connection with a stream in progress is kept");
+        assert!(
+            !busy.is_finished(),
+            "a connection with a stream in progress is kept"
+        );
         body.send_data(Bytes::from_static(b"done"), true).unwrap();
         let response = response.await.expect("the slow request is answered");
         assert_eq!(response.status(), 200);
         // Then it is idle, and closed.
-        assert!(
-            closed_within(&mut busy, Duration::from_secs(10))
-                .await
-                .is_some()
-        );
+        assert!(closed_within(&mut busy, Duration::from_secs(10))
+            .await
+            .is_some());
     });
 }
 
@@ -272,7 +275,9 @@ fn streams_stalled_by_flow_control_are_reset_after_send_timeout() {
         let start = Instant::now();
         let mut send = send.ready().await.unwrap();
         let (response, _) = send.send_request(get("/"), true).unwrap();
-        let response = response.await.expect("the response header is not flow-controlled");
+        let response = response
+            .await
+            .expect("the response header is not flow-controlled");
         assert_eq!(response.status(), 200);
         let mut body = response.into_body();
         // No window: no data, then the reset.
@@ -286,7 +291,9 @@ fn streams_stalled_by_flow_control_are_reset_after_send_timeout() {
         assert!(reset >= Duration::from_millis(800), "reset after {reset:?}");
         // send-timeout (1 s) + keep-alive (2 s), with room for a slow machine.
         assert!(
-            closed_within(stalled, Duration::from_secs(8)).await.is_some(),
+            closed_within(stalled, Duration::from_secs(8))
+                .await
+                .is_some(),
             "the stalled connection is closed"
         );
         assert!(start.elapsed() < Duration::from_secs(9));
