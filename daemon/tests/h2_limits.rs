@@ -262,6 +262,30 @@ fn idle_h2_connections_are_closed_after_keep_alive() {
     });
 }
 
+/// Over `max-worker-connections`, the oldest idle HTTP/2 connection is closed for a new one.
+#[test]
+fn idle_h2_connections_make_room_over_the_connection_cap() {
+    let echo = EchoServer::start("echo").unwrap();
+    let (w, _m) = start(&echo, &[("max-worker-connections", "2")]);
+    let rt = runtime();
+    rt.block_on(async {
+        let (send, oldest) = connect(w.http, None).await;
+        assert_eq!(status(&send, http::HeaderMap::new()).await.unwrap(), 200);
+        let (send, younger) = connect(w.http, None).await;
+        assert_eq!(status(&send, http::HeaderMap::new()).await.unwrap(), 200);
+        // A third connection: the oldest idle one goes (keep-alive is 75 s).
+        let (send, _third) = connect(w.http, None).await;
+        assert_eq!(status(&send, http::HeaderMap::new()).await.unwrap(), 200);
+        assert!(
+            closed_within(oldest, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "the oldest idle h2 connection is closed for room"
+        );
+        assert!(!younger.is_finished(), "the younger one is kept");
+    });
+}
+
 /// A client that never opens its flow-control window: the response cannot be sent; after
 /// `send-timeout` the stream is reset, and the connection, now idle, closes after
 /// `keep-alive`.

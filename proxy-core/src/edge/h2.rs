@@ -4,7 +4,8 @@
 //!
 //! Weir runs the loop itself (rather than Pingora's) so that it reads the limits live from the
 //! snapshot: the client preface within `client-header-timeout`; a connection with no stream in
-//! progress for `keep-alive` gets a GOAWAY (last processed stream) and is closed; after
+//! progress for `keep-alive` (or closed for room by the connection cap while so) gets a GOAWAY
+//! (last processed stream) and is closed; after
 //! `keep-alive-requests` streams a graceful GOAWAY asks the client to go elsewhere. Streams are
 //! counted by a guard held by each stream's task: an atomic increment and decrement, as in
 //! Pingora's own loop, and nothing else per request.
@@ -21,6 +22,7 @@ use pingora::server::ShutdownWatch;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::ConnTable;
 use crate::snapshot::SnapshotHandle;
 
 /// Most concurrent streams per connection (nginx `http2_max_concurrent_streams`, ingress-nginx
@@ -88,7 +90,8 @@ impl Active {
 
     /// Wait until no stream is in progress, then for the idle timeout: `keep-alive`; when
     /// keep-alive is off, none once a stream was served and `client-header-timeout` before.
-    async fn idle_for(&self, snapshot: &SnapshotHandle, served: bool) {
+    /// While idle, the connection may be closed for room by the connection cap (`table`).
+    async fn idle_for(&self, snapshot: &SnapshotHandle, table: Option<&ConnTable>, served: bool) {
         while self.count.load(Ordering::Acquire) != 0 {
             // A guard dropped between the load and here leaves a permit: no wake-up is lost.
             self.idle.notified().await;
@@ -99,7 +102,14 @@ impl Active {
             None if served => Duration::ZERO,
             None => limits.client_header_timeout,
         };
-        tokio::time::sleep(wait).await;
+        let timeout = tokio::time::sleep(wait);
+        match table {
+            Some(table) => tokio::select! {
+                () = timeout => {}
+                () = table.idle_until_evicted() => {}
+            },
+            None => timeout.await,
+        }
     }
 }
 
@@ -116,6 +126,7 @@ pub(crate) async fn serve<A>(
     app: &Arc<A>,
     io: Stream,
     snapshot: &SnapshotHandle,
+    table: Option<&ConnTable>,
     shutdown: &ShutdownWatch,
 ) where
     A: HttpServerApp + Send + Sync + 'static,
@@ -157,7 +168,7 @@ pub(crate) async fn serve<A>(
                 continue;
             }
             accepted = HttpSession::from_h2_conn(&mut conn, digest.clone()) => accepted,
-            () = active.idle_for(snapshot, served > 0), if closing.is_none() => {
+            () = active.idle_for(snapshot, table, served > 0), if closing.is_none() => {
                 // As nginx at `keepalive_timeout`: GOAWAY naming the last stream processed
                 // (nothing is in progress), then close.
                 conn.abrupt_shutdown(h2::Reason::NO_ERROR);

@@ -147,6 +147,28 @@ impl ConnTable {
         Some(place)
     }
 
+    /// Wait, as an idle connection, until the cap closes it for room (an HTTP/2 connection with
+    /// no stream in progress); dropping the future takes it out of the idle ones.
+    pub(crate) async fn idle_until_evicted(&self) {
+        struct Parked<'a>(&'a ConnTable, u64);
+        impl Drop for Parked<'_> {
+            fn drop(&mut self) {
+                self.0.unpark(self.1);
+            }
+        }
+        let slot = Arc::new(IdleSlot::default());
+        let _parked = Parked(self, self.park(&slot));
+        std::future::poll_fn(|cx| {
+            slot.waker.register(cx.waker());
+            if slot.evicted.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+
     fn park(&self, slot: &Arc<IdleSlot>) -> u64 {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         self.idle

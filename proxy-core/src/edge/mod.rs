@@ -245,7 +245,14 @@ where
                 && self.inner.server_options().is_some_and(|o| o.h2c)
                 && h2c_preface(&mut io, limits.client_header_timeout).await?)
         {
-            h2::serve(&self.inner, io, &self.snapshot, shutdown).await;
+            h2::serve(
+                &self.inner,
+                io,
+                &self.snapshot,
+                self.table.as_deref(),
+                shutdown,
+            )
+            .await;
             return None;
         }
         let mut io: Stream = Box::new(GuardedStream::new(
