@@ -11,6 +11,7 @@ pub(crate) const KEYS: &[&str] = &[
     "keep-alive-requests",
     "client-header-timeout",
     "client-body-timeout",
+    "send-timeout",
     "client-header-buffer-size",
     "large-client-header-buffers",
     "max-worker-connections",
@@ -66,6 +67,9 @@ pub(crate) fn apply(key: &str, value: &str, limits: &mut ConnLimits) -> Result<(
         "client-body-timeout" => {
             limits.client_body_timeout = Duration::from_secs(seconds(value, false)?);
         }
+        "send-timeout" => {
+            limits.send_timeout = Duration::from_secs(seconds(value, false)?);
+        }
         "client-header-buffer-size" => limits.client_header_buffer_size = size(value)?,
         "large-client-header-buffers" => {
             let words: Vec<&str> = value.split_whitespace().collect();
@@ -119,6 +123,7 @@ mod tests {
         assert_eq!(l.keep_alive_requests, 1000);
         assert_eq!(l.client_header_timeout, Duration::from_secs(60));
         assert_eq!(l.client_body_timeout, Duration::from_secs(60));
+        assert_eq!(l.send_timeout, Duration::from_secs(60));
         assert_eq!(l.client_header_buffer_size, 1024);
         assert_eq!(
             (l.large_header_buffers, l.large_header_buffer_size),
@@ -134,6 +139,7 @@ mod tests {
             ("keep-alive-requests", "10"),
             ("client-header-timeout", "3s"),
             ("client-body-timeout", "4"),
+            ("send-timeout", "5s"),
             ("client-header-buffer-size", "2k"),
             ("large-client-header-buffers", "8 16k"),
             ("max-worker-connections", "50"),
@@ -143,6 +149,7 @@ mod tests {
         assert_eq!(l.keep_alive_requests, 10);
         assert_eq!(l.client_header_timeout, Duration::from_secs(3));
         assert_eq!(l.client_body_timeout, Duration::from_secs(4));
+        assert_eq!(l.send_timeout, Duration::from_secs(5));
         assert_eq!(l.client_header_buffer_size, 2048);
         assert_eq!(
             (l.large_header_buffers, l.large_header_buffer_size),
@@ -163,6 +170,8 @@ mod tests {
             ("keep-alive-requests", "0"),
             ("client-header-timeout", "0"),
             ("client-body-timeout", "1h"),
+            ("send-timeout", "0"),
+            ("send-timeout", "soon"),
             ("client-header-buffer-size", "2g"),
             ("client-header-buffer-size", "0k"),
             ("large-client-header-buffers", "4"),

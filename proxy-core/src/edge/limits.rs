@@ -9,7 +9,7 @@
 //! its lines are measured against `large-client-header-buffers` as they arrive, so a too large
 //! header is answered (414 or 400, as nginx) before it is buffered. After the header the stream
 //! is passed through untouched until the proxy says the request is done
-//! ([`request_done`]). HTTP/2 connections are not wrapped.
+//! ([`request_done`]). HTTP/2 connections are not wrapped: their loop is in `h2.rs`.
 //!
 //! [`ConnTable`] counts the connections of every proxy listener: over its cap the oldest idle
 //! keep-alive connection is closed to make room, and when none is idle the new connection is
@@ -47,6 +47,10 @@ pub struct ConnLimits {
     pub client_header_timeout: Duration,
     /// `client-body-timeout`: between two reads of the request body; then 408.
     pub client_body_timeout: Duration,
+    /// `send-timeout` (nginx `send_timeout`): for each write of a response to the client, also
+    /// an HTTP/2 stream waiting for the client to open its flow-control window; then the
+    /// response is abandoned (HTTP/2: the stream is reset).
+    pub send_timeout: Duration,
     /// `client-header-buffer-size`: accepted for compatibility (nginx's first buffer; Weir
     /// grows its buffer as the header arrives, up to the large buffers).
     pub client_header_buffer_size: usize,
@@ -67,6 +71,7 @@ impl Default for ConnLimits {
             keep_alive_requests: 1000,
             client_header_timeout: Duration::from_secs(60),
             client_body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             client_header_buffer_size: 1024,
             large_header_buffers: 4,
             large_header_buffer_size: 8 * 1024,
@@ -140,6 +145,28 @@ impl ConnTable {
             slot.waker.wake();
         }
         Some(place)
+    }
+
+    /// Wait, as an idle connection, until the cap closes it for room (an HTTP/2 connection with
+    /// no stream in progress); dropping the future takes it out of the idle ones.
+    pub(crate) async fn idle_until_evicted(&self) {
+        struct Parked<'a>(&'a ConnTable, u64);
+        impl Drop for Parked<'_> {
+            fn drop(&mut self) {
+                self.0.unpark(self.1);
+            }
+        }
+        let slot = Arc::new(IdleSlot::default());
+        let _parked = Parked(self, self.park(&slot));
+        std::future::poll_fn(|cx| {
+            slot.waker.register(cx.waker());
+            if slot.evicted.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
     fn park(&self, slot: &Arc<IdleSlot>) -> u64 {
@@ -389,10 +416,11 @@ pub(crate) fn request_done(session: &mut Session) {
     }
 }
 
-/// Called by the proxy when a request's header is read: the body read timeout, and no
-/// keep-alive when it is off or this is the connection's last request.
+/// Called by the proxy when a request's header is read: the body read and response write
+/// timeouts, and no keep-alive when it is off or this is the connection's last request.
 pub(crate) fn on_request(session: &mut Session, limits: &ConnLimits) {
     session.set_read_timeout(Some(limits.client_body_timeout));
+    session.set_write_timeout(Some(limits.send_timeout));
     let served = session
         .as_downstream()
         .stream()

@@ -11,9 +11,9 @@ mod proxy_protocol;
 mod sni;
 
 pub use h2::{
-    h2_server_options, H2_HEADER_TABLE_SIZE, H2_MAX_CONCURRENT_RESETS, H2_MAX_CONCURRENT_STREAMS,
-    H2_MAX_HEADER_LIST_SIZE, H2_MAX_LOCAL_ERROR_RESETS, H2_MAX_PENDING_ACCEPT_RESETS,
-    H2_MAX_SEND_BUFFER,
+    h2_server_options, H2_GOAWAY_LINGER, H2_HEADER_TABLE_SIZE, H2_MAX_CONCURRENT_RESETS,
+    H2_MAX_CONCURRENT_STREAMS, H2_MAX_HEADER_LIST_SIZE, H2_MAX_LOCAL_ERROR_RESETS,
+    H2_MAX_PENDING_ACCEPT_RESETS, H2_MAX_SEND_BUFFER,
 };
 pub(crate) use limits::{on_request, request_done};
 pub use limits::{ConnLimits, ConnPlace, ConnTable, GuardedStream};
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::listeners::tls::Acceptor;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
@@ -176,10 +176,23 @@ impl<A> EdgeApp<A> {
     }
 }
 
+/// Whether a plain connection starts with the HTTP/2 client preface (h2c prior knowledge);
+/// `None` when nothing arrives within `wait` (closed, as an HTTP/1 connection would be).
+async fn h2c_preface(io: &mut Stream, wait: Duration) -> Option<bool> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; PREFACE.len()];
+    match tokio::time::timeout(wait, io.try_peek(&mut buf)).await {
+        Ok(Ok(true)) => Some(buf == PREFACE),
+        // Streams that cannot peek: HTTP/1.
+        Ok(Ok(false)) => Some(false),
+        Ok(Err(_)) | Err(_) => None,
+    }
+}
+
 #[async_trait]
 impl<A> ServerApp for EdgeApp<A>
 where
-    A: ServerApp + Send + Sync + 'static,
+    A: HttpServerApp + Send + Sync + 'static,
 {
     async fn process_new(self: &Arc<Self>, io: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let (proxy_protocol, limits) = {
@@ -196,7 +209,7 @@ where
             },
             None => None,
         };
-        let io = if proxy_protocol || self.tls.is_some() {
+        let mut io = if proxy_protocol || self.tls.is_some() {
             // Boxed apart: the handshake state is large and would otherwise stay allocated for
             // the whole life of every keep-alive connection.
             let prepare = Box::pin(self.prepare(io, proxy_protocol));
@@ -224,17 +237,29 @@ where
         } else {
             io
         };
-        // HTTP/1 gets the keep-alive, header and size limits; HTTP/2 is not wrapped.
-        let mut io: Stream =
-            if matches!(io.selected_alpn_proto(), Some(pingora::protocols::ALPN::H2)) {
-                io
-            } else {
-                Box::new(GuardedStream::new(
-                    io,
-                    self.snapshot.clone(),
-                    self.table.clone(),
-                ))
-            };
+        // HTTP/2 (ALPN, or the h2c preface on the plain listener when enabled) runs in Weir's
+        // own connection loop with the HTTP/2 limits; HTTP/1 gets the keep-alive, header and
+        // size limits on its reads.
+        if matches!(io.selected_alpn_proto(), Some(pingora::protocols::ALPN::H2))
+            || (self.tls.is_none()
+                && self.inner.server_options().is_some_and(|o| o.h2c)
+                && h2c_preface(&mut io, limits.client_header_timeout).await?)
+        {
+            h2::serve(
+                &self.inner,
+                io,
+                &self.snapshot,
+                self.table.as_deref(),
+                shutdown,
+            )
+            .await;
+            return None;
+        }
+        let mut io: Stream = Box::new(GuardedStream::new(
+            io,
+            self.snapshot.clone(),
+            self.table.clone(),
+        ));
         // Keep-alive: later requests on this connection go straight to HTTP.
         loop {
             io = self.inner.process_new(io, shutdown).await?;
