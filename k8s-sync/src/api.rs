@@ -1,5 +1,6 @@
-//! API mode: kube-rs reflectors on IngressClass, Ingress, Service, EndpointSlice, Secrets and
-//! the `--configmap` ConfigMap feed the same [`Syncer`] as file mode.
+//! API mode: kube-rs reflectors on IngressClass, Ingress, Service, EndpointSlice, Secret and
+//! ConfigMap (the `--configmap` and the ConfigMaps of headers) feed the same [`Syncer`] as file
+//! mode.
 //!
 //! - Nothing is published until every reflector has listed once (so `/healthz` turns ready only
 //!   after the first complete sync).
@@ -132,6 +133,10 @@ struct Stores {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
+    /// ConfigMaps of the watched namespaces: the `--configmap` and the ones it and the
+    /// annotations name (`add-headers`, `proxy-set-headers`, `custom-headers`).
+    config_maps: Store<ConfigMap>,
+    /// The `--configmap` by name, when it lives outside `--watch-namespace`.
     config_map: Option<Store<ConfigMap>>,
 }
 
@@ -153,13 +158,16 @@ impl Stores {
                 changed.clone(),
             ),
             secrets: reflect(api_for(client, ns), all.clone(), changed.clone()),
-            config_map: configmap.map(|c| {
-                reflect(
-                    Api::namespaced(client.clone(), &c.namespace),
-                    all.fields(&format!("metadata.name={}", c.name)),
-                    changed.clone(),
-                )
-            }),
+            config_maps: reflect(api_for(client, ns), all.clone(), changed.clone()),
+            config_map: configmap
+                .filter(|c| ns.is_some_and(|n| n != c.namespace))
+                .map(|c| {
+                    reflect(
+                        Api::namespaced(client.clone(), &c.namespace),
+                        all.fields(&format!("metadata.name={}", c.name)),
+                        changed.clone(),
+                    )
+                }),
         }
     }
 
@@ -170,6 +178,7 @@ impl Stores {
             self.services.wait_until_ready(),
             self.slices.wait_until_ready(),
             self.secrets.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
         );
         if let Some(cm) = &self.config_map {
             let _ = cm.wait_until_ready().await;
@@ -191,11 +200,13 @@ impl Stores {
             services: into_map(self.services.state()),
             endpoint_slices: into_map(self.slices.state()),
             secrets: into_map(self.secrets.state()),
-            config_maps: self
-                .config_map
-                .as_ref()
-                .map(|c| into_map(c.state()))
-                .unwrap_or_default(),
+            config_maps: {
+                let mut maps = into_map(self.config_maps.state());
+                if let Some(c) = &self.config_map {
+                    maps.extend(into_map(c.state()));
+                }
+                maps
+            },
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The Pingora `ProxyHttp` implementation. Each hook is thin and delegates to a named module;
 //! route policy is applied by the phases of [`crate::policy`].
 
+mod errors;
 mod headers;
 mod local;
 mod upgrade;
@@ -255,6 +256,12 @@ impl ProxyHttp for WeirProxy {
                 return Ok(false);
             }
         };
+        if status == 503 && resolved.policy.errors.is_some() {
+            if let Some(sent) = errors::serve(self, session, ctx, status, true).await {
+                ctx.local_status = Some(sent);
+                return Ok(true);
+            }
+        }
         ctx.local_status = Some(status);
         local::respond_page(session, status).await?;
         Ok(true)
@@ -401,6 +408,20 @@ impl ProxyHttp for WeirProxy {
             e.set_retry(true);
             return Err(e.into_up());
         }
+        // custom-http-errors: the response is dropped and the default backend's page sent
+        // instead (in fail_to_proxy).
+        if status >= 300 {
+            if let Some(snapshot) = &ctx.snapshot {
+                let policy = snapshot.resolve(ctx.route).policy;
+                if policy.errors.as_ref().is_some_and(|e| e.intercepts(status)) {
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(status),
+                        "replaced by a custom error page",
+                    )
+                    .into_up());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -484,9 +505,20 @@ impl ProxyHttp for WeirProxy {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> FailToProxy {
         let code = error_status(e);
+        if code > 0 && session.response_written().is_none() {
+            if let Some(sent) = errors::serve(self, session, ctx, code, false).await {
+                if (400..500).contains(&code) {
+                    local::linger(session).await;
+                }
+                return FailToProxy {
+                    error_code: sent,
+                    can_reuse_downstream: false,
+                };
+            }
+        }
         if code > 0 {
             let sent = match crate::pages::page(code) {
                 Some(page) => {
