@@ -119,29 +119,21 @@ struct Resolved {
 }
 
 /// `custom-headers`: the ConfigMap's headers set after the ConfigMap's `add-headers`. As
-/// ingress-nginx, the ConfigMap must exist in the Ingress's namespace and every header must be
-/// valid and allowed by `global-allowed-response-headers`, else the Ingress is not served.
+/// ingress-nginx, the ConfigMap (`namespace/name`, any namespace Weir reads) must exist and
+/// every header must be valid and allowed by `global-allowed-response-headers`, else the
+/// Ingress is not served.
 fn custom_headers(
     ing: &ValidIngress,
     objects: &ObjectSet,
     allowed: &[String],
     base: Option<&Arc<HeaderPolicy>>,
 ) -> Result<Option<Arc<HeaderPolicy>>, String> {
-    let Some(reference) = &ing.annotations.headers.custom_headers else {
+    let Some(key) = &ing.annotations.headers.custom_headers else {
         return Ok(base.cloned());
-    };
-    let key = match reference.split_once('/') {
-        Some((ns, _)) if ns != ing.namespace => {
-            return Err(format!(
-                "custom-headers: ConfigMap {reference} is not in the Ingress's namespace"
-            ))
-        }
-        Some(_) => reference.clone(),
-        None => format!("{}/{reference}", ing.namespace),
     };
     let cm = objects
         .config_maps
-        .get(&key)
+        .get(key)
         .ok_or_else(|| format!("custom-headers: ConfigMap {key} not found"))?;
     let mut policy = base.map(|b| (**b).clone()).unwrap_or_default();
     for (name, value) in cm.data.iter().flatten() {
