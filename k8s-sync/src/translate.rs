@@ -153,15 +153,9 @@ fn custom_headers(
                 "custom-headers: header {name} is not listed in the ConfigMap key global-allowed-response-headers"
             ));
         }
-        let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            http::HeaderValue::from_str(value),
-        ) else {
-            return Err(format!(
-                "custom-headers: invalid header {name} in ConfigMap {key}"
-            ));
-        };
-        policy.set_response(n, v);
+        let header = proxy_core::HeaderEntry::new(name, value)
+            .map_err(|e| format!("custom-headers: ConfigMap {key}: {e}"))?;
+        policy.set_response(header);
     }
     Ok((!policy.is_empty()).then(|| Arc::new(policy)))
 }

@@ -4,8 +4,8 @@
 //! The referenced ConfigMaps are read at every build, so a change to one applies without a
 //! restart; a missing one is reported and adds nothing, as ingress-nginx.
 
-use http::{HeaderName, HeaderValue};
-use proxy_core::HeaderPolicy;
+use http::HeaderName;
+use proxy_core::{HeaderEntry, HeaderPolicy};
 
 use super::ConfigProblem;
 use crate::objects::{ObjectRef, ObjectSet};
@@ -106,26 +106,25 @@ impl HeaderKeys {
             hide: self.hide.clone(),
             ..Default::default()
         };
-        let mut read =
-            |key: &str, r: &Option<ObjectRef>, into: &mut Vec<(HeaderName, HeaderValue)>| {
-                let Some(r) = r else { return };
-                let Some(cm) = objects.config_maps.get(&r.key()) else {
-                    problems.push(ConfigProblem {
-                        key: key.to_string(),
-                        message: format!("ConfigMap {r} not found; no headers added"),
-                    });
-                    return;
-                };
-                for (name, value) in cm.data.iter().flatten() {
-                    match header(name, value) {
-                        Ok(h) => into.push(h),
-                        Err(message) => problems.push(ConfigProblem {
-                            key: key.to_string(),
-                            message: format!("ConfigMap {r}: {message}; skipped"),
-                        }),
-                    }
-                }
+        let mut read = |key: &str, r: &Option<ObjectRef>, into: &mut Vec<HeaderEntry>| {
+            let Some(r) = r else { return };
+            let Some(cm) = objects.config_maps.get(&r.key()) else {
+                problems.push(ConfigProblem {
+                    key: key.to_string(),
+                    message: format!("ConfigMap {r} not found; no headers added"),
+                });
+                return;
             };
+            for (name, value) in cm.data.iter().flatten() {
+                match header(name, value) {
+                    Ok(h) => into.push(h),
+                    Err(message) => problems.push(ConfigProblem {
+                        key: key.to_string(),
+                        message: format!("ConfigMap {r}: {message}; skipped"),
+                    }),
+                }
+            }
+        };
         read(
             "proxy-set-headers",
             &self.proxy_set_headers,
@@ -138,17 +137,13 @@ impl HeaderKeys {
 
 /// One header of a ConfigMap. nginx variables (`$name`) are not expanded by Weir: such a
 /// value is refused rather than sent literally.
-fn header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let n = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| format!("{name:?} is not a header name"))?;
+fn header(name: &str, value: &str) -> Result<HeaderEntry, String> {
     if value.contains('$') {
         return Err(format!(
             "header {name}: nginx variables are not supported, got {value:?}"
         ));
     }
-    let v = HeaderValue::from_str(value)
-        .map_err(|_| format!("header {name}: {value:?} is not a header value"))?;
-    Ok((n, v))
+    HeaderEntry::new(name, value).map_err(|e| format!("header {name}: {e}"))
 }
 
 #[cfg(test)]
@@ -196,7 +191,7 @@ mod tests {
         let mut problems = Vec::new();
         let p = k.resolve(&objects, &mut problems);
         assert_eq!(p.upstream.len(), 1);
-        assert_eq!(p.upstream[0].0, "x-ok");
+        assert_eq!(p.upstream[0].name(), "x-ok");
         assert!(p.response.is_empty());
         let msgs: Vec<_> = problems
             .iter()

@@ -45,7 +45,7 @@ pub use body::{BodyPolicy, MAX_BUFFERED_BODY};
 pub use compression::{Compression, Encoding};
 pub use cors::{Cors, OriginPattern};
 pub use errors::CustomErrors;
-pub use headers::HeaderPolicy;
+pub use headers::{HeaderEntry, HeaderPolicy, InvalidHeader};
 pub use redirect::HttpsRedirect;
 pub use rewrite::{path_regex, Rewrite, UrlRedirect};
 pub use step::{LocalResponse, RouteStep, StepOutcome, StepRequest, Steps};
