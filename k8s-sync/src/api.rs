@@ -133,9 +133,11 @@ struct Stores {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
-    /// ConfigMaps of the watched namespaces: the `--configmap` and the ones it and the
-    /// annotations name (`add-headers`, `proxy-set-headers`, `custom-headers`).
-    config_maps: Store<ConfigMap>,
+    /// With `--configmap`, the ConfigMaps of the watched namespaces: the `--configmap` and the
+    /// ones it and the annotations name (`add-headers`, `proxy-set-headers`,
+    /// `custom-headers`). Without it no ConfigMap is read (`custom-headers` needs the
+    /// ConfigMap's `global-allowed-response-headers`), so no permission on ConfigMaps is needed.
+    config_maps: Option<Store<ConfigMap>>,
     /// The `--configmap` by name, when it lives outside `--watch-namespace`.
     config_map: Option<Store<ConfigMap>>,
 }
@@ -158,7 +160,8 @@ impl Stores {
                 changed.clone(),
             ),
             secrets: reflect(api_for(client, ns), all.clone(), changed.clone()),
-            config_maps: reflect(api_for(client, ns), all.clone(), changed.clone()),
+            config_maps: configmap
+                .map(|_| reflect(api_for(client, ns), all.clone(), changed.clone())),
             config_map: configmap
                 .filter(|c| ns.is_some_and(|n| n != c.namespace))
                 .map(|c| {
@@ -178,9 +181,8 @@ impl Stores {
             self.services.wait_until_ready(),
             self.slices.wait_until_ready(),
             self.secrets.wait_until_ready(),
-            self.config_maps.wait_until_ready(),
         );
-        if let Some(cm) = &self.config_map {
+        for cm in self.config_maps.iter().chain(&self.config_map) {
             let _ = cm.wait_until_ready().await;
         }
     }
@@ -201,8 +203,8 @@ impl Stores {
             endpoint_slices: into_map(self.slices.state()),
             secrets: into_map(self.secrets.state()),
             config_maps: {
-                let mut maps = into_map(self.config_maps.state());
-                if let Some(c) = &self.config_map {
+                let mut maps = BTreeMap::new();
+                for c in self.config_maps.iter().chain(&self.config_map) {
                     maps.extend(into_map(c.state()));
                 }
                 maps
