@@ -33,8 +33,8 @@ fn echo_header(r: &Response, name: &str) -> Option<String> {
     r.echo()["headers"][name].as_str().map(str::to_string)
 }
 
-/// `add-headers`, `proxy-set-headers` and `hide-headers`: every response gets the headers of
-/// one ConfigMap, every upstream request those of another (replacing the client's), the
+/// `add-headers`, `proxy-set-headers` and `hide-headers`: every response (Weir's own pages
+/// too) gets the headers of one ConfigMap, every upstream request those of another (replacing the client's), the
 /// upstream's `Content-Type` is hidden; edits of the referenced ConfigMap apply while Weir
 /// runs; a reference to a missing ConfigMap is reported and adds nothing.
 #[test]
@@ -84,6 +84,10 @@ fn configmap_headers_follow_their_configmaps() {
     assert_eq!(r.header("content-type"), None, "hidden: {r:?}");
     assert_eq!(echo_header(&r, "x-upstream").as_deref(), Some("u"));
     assert_eq!(echo_header(&r, "user-agent").as_deref(), Some("weir-test"));
+    // Weir's own pages get the response headers too (nginx's more_set_headers).
+    let page = weir.get("unknown.test", "/");
+    assert_eq!(page.status, 404);
+    assert_eq!(page.header("x-frame-options"), Some("DENY"), "{page:?}");
 
     // The referenced ConfigMap changes: the next responses carry the new value.
     m.write(
@@ -164,7 +168,9 @@ fn custom_headers_annotation_is_gated_by_the_allowed_list() {
     assert_eq!(r.header("my-custom-header"), Some("42"), "{r:?}");
     assert_eq!(r.header("my-custom-header-dollar"), Some("$remote_addr"));
     assert_eq!(r.header("x-global"), Some("g"));
-    assert_eq!(weir.get("missing.test", "/").status, 503);
+    let refused = weir.get("missing.test", "/");
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("x-global"), Some("g"), "{refused:?}");
     assert_eq!(app.received(), 1);
 
     // Not allowed any more: the Ingress is refused.

@@ -91,6 +91,15 @@ impl HeaderPolicy {
         Ok(())
     }
 
+    /// A response Weir writes itself (its pages, redirects, preflight answers): the response
+    /// headers set, as nginx's `more_set_headers` does on every response.
+    pub(crate) fn on_local_response(&self, resp: &mut ResponseHeader) -> Result<()> {
+        for h in &self.response {
+            resp.insert_header(h.written.clone(), h.value.clone())?;
+        }
+        Ok(())
+    }
+
     /// The response phase: hidden headers removed, then the response headers set.
     pub(crate) fn on_response(&self, resp: &mut ResponseHeader) -> Result<()> {
         for name in &self.hide {

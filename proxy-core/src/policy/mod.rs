@@ -16,7 +16,9 @@
 //! Within a phase Weir's own piece runs first, then the route's [`Steps`] of that phase in the
 //! order given. The first request phase that answers ends the request; routing (the built-in
 //! 404, 503 for an empty pool) comes after the request phases. The response phase applies to
-//! responses from the upstream, not to the pages Weir writes itself.
+//! responses from the upstream; of it, only the response headers of
+//! [`headers`](RoutePolicy::headers) (`add-headers`, `custom-headers`) also go on the pages and
+//! answers Weir writes itself, as nginx's `more_set_headers`.
 //!
 //! An embedder adds its own pieces as [`RouteStep`]s. A piece that is not set costs a branch per
 //! request: no parsing, no allocation, no boxed future.

@@ -51,7 +51,8 @@ pub(super) async fn serve(
         Target::Pool(pool) => pool,
         Target::NotFound => {
             // The built-in default backend answers every error page with its 404.
-            return match local::respond_page(session, 404).await {
+            return match local::respond_page(session, 404, resolved.policy.headers.as_deref()).await
+            {
                 Ok(()) => Some(404),
                 Err(e) => {
                     tracing::debug!(error = %e, "could not send the error page");

@@ -216,14 +216,14 @@ impl ProxyHttp for WeirProxy {
             );
             ctx.local_status = Some(refused.status);
             session.set_keepalive(None);
-            local::respond_page(session, refused.status).await?;
+            local::respond_page(session, refused.status, None).await?;
             return Ok(true);
         }
         let req = session.req_header();
         let host = normalize_host(request_host(req));
         let Ok(path) = normalize_path(req.uri.path()) else {
             ctx.local_status = Some(400);
-            local::respond_page(session, 400).await?;
+            local::respond_page(session, 400, None).await?;
             return Ok(true);
         };
         ctx.route = snapshot.find(&host, &path);
@@ -234,7 +234,7 @@ impl ProxyHttp for WeirProxy {
             policy::on_request(resolved.policy, &step_request, snapshot.server()).await
         {
             ctx.local_status = Some(answer.status.as_u16());
-            local::send(session, answer).await?;
+            local::send(session, answer, resolved.policy.headers.as_deref()).await?;
             local::linger(session).await;
             return Ok(true);
         }
@@ -256,6 +256,7 @@ impl ProxyHttp for WeirProxy {
                 return Ok(false);
             }
         };
+        let page_headers = resolved.policy.headers.clone();
         if status == 503 && resolved.policy.errors.is_some() {
             if let Some(sent) = errors::serve(self, session, ctx, status, true).await {
                 ctx.local_status = Some(sent);
@@ -263,7 +264,7 @@ impl ProxyHttp for WeirProxy {
             }
         }
         ctx.local_status = Some(status);
-        local::respond_page(session, status).await?;
+        local::respond_page(session, status, page_headers.as_deref()).await?;
         Ok(true)
     }
 
@@ -525,7 +526,14 @@ impl ProxyHttp for WeirProxy {
                     let mut resp = error_response(code);
                     let headers = resp
                         .insert_header(http::header::CONTENT_TYPE, "text/html")
-                        .and_then(|_| resp.set_content_length(page.len()));
+                        .and_then(|_| resp.set_content_length(page.len()))
+                        .and_then(|_| match &ctx.snapshot {
+                            Some(s) => match &s.resolve(ctx.route).policy.headers {
+                                Some(h) => h.on_local_response(&mut resp),
+                                None => Ok(()),
+                            },
+                            None => Ok(()),
+                        });
                     match headers {
                         Ok(()) => {
                             session
