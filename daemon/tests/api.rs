@@ -380,6 +380,53 @@ fn tls_secrets_from_the_api_are_served_and_rotated() {
     );
 }
 
+/// The ConfigMaps named by `add-headers` and the `custom-headers` annotation are watched like
+/// the `--configmap`: editing one changes the responses without a restart.
+#[test]
+fn configmaps_of_headers_are_watched() {
+    let env = TestEnv::start();
+    let a = EchoServer::start("a").unwrap();
+    env.apply(
+        &[
+            namespace("web"),
+            namespace("weir"),
+            INGRESS_CLASS.to_string(),
+        ]
+        .join("---\n"),
+    );
+    env.apply(&service_slices("web", "s", &[&[a.addr()]]));
+    env.apply(&configmap("web", "resp", &[("X-Global", "one")]));
+    env.apply(&configmap("web", "custom", &[("X-Team", "blue")]));
+    env.apply(&configmap(
+        "weir",
+        "cfg",
+        &[
+            ("add-headers", "web/resp"),
+            ("global-allowed-response-headers", "X-Team"),
+        ],
+    ));
+    env.apply(&edit(
+        &ingress("web", "site", &[("site.test", "Prefix", "/", "s")]),
+        "metadata: {name: site, namespace: web}\n",
+        "metadata:\n  name: site\n  namespace: web\n  annotations: {nginx.ingress.kubernetes.io/custom-headers: web/custom}\n",
+    ));
+    let w = Weir::start_api(env.kubeconfig(), &["--configmap", "weir/cfg"]);
+    let r = w.get("site.test", "/");
+    assert_eq!(r.server(), "a");
+    assert_eq!(
+        (r.header("x-global"), r.header("x-team")),
+        (Some("one"), Some("blue")),
+        "{r:?}"
+    );
+
+    env.apply(&configmap("web", "resp", &[("X-Global", "two")]));
+    env.apply(&configmap("web", "custom", &[("X-Team", "red")]));
+    w.poll(Duration::from_secs(10), "the edited ConfigMaps", || {
+        let r = w.get("site.test", "/");
+        (r.header("x-global") == Some("two") && r.header("x-team") == Some("red")).then_some(())
+    });
+}
+
 fn lease_holder(env: &TestEnv, ns: &str, name: &str) -> String {
     env.kubectl(&[
         "-n",

@@ -319,6 +319,7 @@ fn rbac_grants_what_weir_calls() {
         ("", "services"),
         ("discovery.k8s.io", "endpointslices"),
         ("", "secrets"),
+        ("", "configmaps"),
     ] {
         for verb in ["list", "watch"] {
             assert!(

@@ -1,5 +1,6 @@
-//! API mode: kube-rs reflectors on IngressClass, Ingress, Service, EndpointSlice, Secrets and
-//! the `--configmap` ConfigMap feed the same [`Syncer`] as file mode.
+//! API mode: kube-rs reflectors on IngressClass, Ingress, Service, EndpointSlice, Secret and
+//! ConfigMap (the `--configmap` and the ConfigMaps of headers) feed the same [`Syncer`] as file
+//! mode.
 //!
 //! - Nothing is published until every reflector has listed once (so `/healthz` turns ready only
 //!   after the first complete sync).
@@ -132,6 +133,12 @@ struct Stores {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
+    /// With `--configmap`, the ConfigMaps of the watched namespaces: the `--configmap` and the
+    /// ones it and the annotations name (`add-headers`, `proxy-set-headers`,
+    /// `custom-headers`). Without it no ConfigMap is read (`custom-headers` needs the
+    /// ConfigMap's `global-allowed-response-headers`), so no permission on ConfigMaps is needed.
+    config_maps: Option<Store<ConfigMap>>,
+    /// The `--configmap` by name, when it lives outside `--watch-namespace`.
     config_map: Option<Store<ConfigMap>>,
 }
 
@@ -153,13 +160,17 @@ impl Stores {
                 changed.clone(),
             ),
             secrets: reflect(api_for(client, ns), all.clone(), changed.clone()),
-            config_map: configmap.map(|c| {
-                reflect(
-                    Api::namespaced(client.clone(), &c.namespace),
-                    all.fields(&format!("metadata.name={}", c.name)),
-                    changed.clone(),
-                )
-            }),
+            config_maps: configmap
+                .map(|_| reflect(api_for(client, ns), all.clone(), changed.clone())),
+            config_map: configmap
+                .filter(|c| ns.is_some_and(|n| n != c.namespace))
+                .map(|c| {
+                    reflect(
+                        Api::namespaced(client.clone(), &c.namespace),
+                        all.fields(&format!("metadata.name={}", c.name)),
+                        changed.clone(),
+                    )
+                }),
         }
     }
 
@@ -171,7 +182,7 @@ impl Stores {
             self.slices.wait_until_ready(),
             self.secrets.wait_until_ready(),
         );
-        if let Some(cm) = &self.config_map {
+        for cm in self.config_maps.iter().chain(&self.config_map) {
             let _ = cm.wait_until_ready().await;
         }
     }
@@ -191,11 +202,13 @@ impl Stores {
             services: into_map(self.services.state()),
             endpoint_slices: into_map(self.slices.state()),
             secrets: into_map(self.secrets.state()),
-            config_maps: self
-                .config_map
-                .as_ref()
-                .map(|c| into_map(c.state()))
-                .unwrap_or_default(),
+            config_maps: {
+                let mut maps = BTreeMap::new();
+                for c in self.config_maps.iter().chain(&self.config_map) {
+                    maps.extend(into_map(c.state()));
+                }
+                maps
+            },
         }
     }
 }

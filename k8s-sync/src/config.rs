@@ -7,11 +7,17 @@
 //! `proxy-real-ip-cidr`, `proxy-body-size`, `client-body-buffer-size`, `proxy-request-buffering`,
 //! `proxy-next-upstream`, `proxy-next-upstream-timeout`, `retry-non-idempotent`, the connection
 //! limits (`keep-alive`, `keep-alive-requests`, `client-header-timeout`, `client-body-timeout`,
-//! `client-header-buffer-size`, `large-client-header-buffers`, `max-worker-connections`), compression (`use-gzip`, `gzip-*`, `enable-brotli`, `brotli-*`), and
+//! `client-header-buffer-size`, `large-client-header-buffers`, `max-worker-connections`), compression (`use-gzip`, `gzip-*`, `enable-brotli`, `brotli-*`),
+//! headers (`add-headers`, `proxy-set-headers`, `hide-headers`,
+//! `global-allowed-response-headers`), `custom-http-errors`, and
 //! `ssl-protocols` / `use-http2` / `server-tokens` at their defaults. A bad value keeps
 //! the default for that key and is reported; a key Weir does not implement yet is reported once.
 
 mod compression;
+mod headers;
+
+pub(crate) use headers::object_ref;
+pub use headers::HeaderKeys;
 
 use std::time::Duration;
 
@@ -27,6 +33,8 @@ pub struct GlobalConfig {
     pub ssl_redirect: bool,
     /// Listener-wide options (PROXY protocol, client address, HSTS).
     pub server: ServerPolicy,
+    /// Header and error page keys, resolved against other objects at each build.
+    pub headers: HeaderKeys,
 }
 
 impl Default for GlobalConfig {
@@ -38,6 +46,7 @@ impl Default for GlobalConfig {
                 hsts: Some(hsts_value(31_536_000, true, false)),
                 ..ServerPolicy::default()
             },
+            headers: HeaderKeys::default(),
         }
     }
 }
@@ -88,6 +97,7 @@ impl GlobalConfig {
         for (key, value) in data {
             let result = match key.as_str() {
                 k if compression::KEYS.contains(&k) => compression.parse(k, value),
+                k if headers::KEYS.contains(&k) => cfg.headers.parse(k, value),
                 "ssl-redirect" => boolean(value).map(|b| cfg.ssl_redirect = b),
                 "hsts" => boolean(value).map(|b| hsts = b),
                 "hsts-include-subdomains" => boolean(value).map(|b| subdomains = b),

@@ -106,7 +106,9 @@ impl Syncer {
             .configmap
             .as_ref()
             .and_then(|c| objects.config_maps.get(&c.key()).map(|cm| &**cm));
-        let (global, config_problems) = GlobalConfig::from_config_map(config_map);
+        let (mut global, mut config_problems) = GlobalConfig::from_config_map(config_map);
+        let headers = global.headers.resolve(objects, &mut config_problems);
+        global.policy.headers = (!headers.is_empty()).then(|| Arc::new(headers));
         let valid: Vec<&ValidIngress> = self.admission.served().collect();
         let tls = crate::tls::build(
             objects,
@@ -123,6 +125,8 @@ impl Syncer {
                 base_policy: &global.policy,
                 ssl_redirect: global.ssl_redirect,
                 tls_hosts: &tls.tls_hosts,
+                allowed_response_headers: &global.headers.allowed_response_headers,
+                custom_http_errors: &global.headers.custom_http_errors,
             },
             &self.pools,
             &mut self.backends,
@@ -201,6 +205,15 @@ impl Syncer {
             let key = c.key();
             if let Some(cm) = objects.config_maps.get(&key) {
                 scoped.config_maps.insert(key, Arc::clone(cm));
+                // The ConfigMaps of headers it names may live outside the namespace too.
+                for k in ["add-headers", "proxy-set-headers"] {
+                    let named = cm.data.as_ref().and_then(|d| d.get(k));
+                    if let Some(r) = named.and_then(|v| crate::config::object_ref(v).ok()) {
+                        if let Some(m) = objects.config_maps.get(&r.key()) {
+                            scoped.config_maps.insert(r.key(), Arc::clone(m));
+                        }
+                    }
+                }
             }
         }
         scoped

@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use proxy_core::{
-    DefaultRoute, PoolCache, Refusal, Route, RouteMeta, RouteOrder, RoutePolicy, SnapshotBuilder,
+    CustomErrors, DefaultRoute, HeaderPolicy, PoolCache, Refusal, Route, RouteMeta, RouteOrder,
+    RoutePolicy, SnapshotBuilder, Target,
 };
 
 use crate::admission::{BackendRef, PortRef, ValidIngress};
@@ -46,18 +47,28 @@ struct IngressPolicies<'a> {
 }
 
 impl<'a> IngressPolicies<'a> {
-    fn new(ingress: &'a ValidIngress, settings: &'a TranslateSettings<'a>) -> Self {
+    /// `base`: the ConfigMap's defaults; `resolved`: the pieces read from other objects
+    /// (`custom-headers`, error pages) or why the Ingress must not be served.
+    fn new(
+        ingress: &'a ValidIngress,
+        settings: &'a TranslateSettings<'a>,
+        base: &RoutePolicy,
+        resolved: Resolved,
+    ) -> Self {
         let a = &ingress.annotations;
+        let refusal = a.refusal.as_deref().or(resolved.refusal.as_deref());
         let base = Arc::new(RoutePolicy {
             access: (!a.access.is_empty()).then(|| a.access.clone()),
             cors: a.cors.policy(),
-            refusal: a.refusal.as_ref().map(|reason| Refusal {
-                reason: reason.as_str().into(),
+            refusal: refusal.map(|reason| Refusal {
+                reason: reason.into(),
             }),
             rewrite: a.rewrite.policy(),
-            upstream: a.upstream.apply(&settings.base_policy.upstream),
-            body: a.body.apply(&settings.base_policy.body),
-            ..settings.base_policy.clone()
+            upstream: a.upstream.apply(&base.upstream),
+            body: a.body.apply(&base.body),
+            headers: resolved.headers,
+            errors: resolved.errors,
+            ..base.clone()
         });
         IngressPolicies {
             ingress,
@@ -99,6 +110,70 @@ impl<'a> IngressPolicies<'a> {
     }
 }
 
+/// The parts of an Ingress's policy read from other objects at each build.
+struct Resolved {
+    headers: Option<Arc<HeaderPolicy>>,
+    errors: Option<Arc<CustomErrors>>,
+    /// Why the Ingress must not be served (a `custom-headers` problem, as ingress-nginx).
+    refusal: Option<String>,
+}
+
+/// `custom-headers`: the ConfigMap's headers set after the ConfigMap's `add-headers`. As
+/// ingress-nginx, the ConfigMap (`namespace/name`, any namespace Weir reads) must exist and
+/// every header must be valid and allowed by `global-allowed-response-headers`, else the
+/// Ingress is not served.
+fn custom_headers(
+    ing: &ValidIngress,
+    objects: &ObjectSet,
+    allowed: &[String],
+    base: Option<&Arc<HeaderPolicy>>,
+) -> Result<Option<Arc<HeaderPolicy>>, String> {
+    let Some(key) = &ing.annotations.headers.custom_headers else {
+        return Ok(base.cloned());
+    };
+    let cm = objects
+        .config_maps
+        .get(key)
+        .ok_or_else(|| format!("custom-headers: ConfigMap {key} not found"))?;
+    let mut policy = base.map(|b| (**b).clone()).unwrap_or_default();
+    for (name, value) in cm.data.iter().flatten() {
+        use crate::annotations::headers::{valid_custom_name, valid_custom_value};
+        if !valid_custom_name(name) {
+            return Err(format!(
+                "custom-headers: invalid header name {name:?} in ConfigMap {key}"
+            ));
+        }
+        if !valid_custom_value(value) {
+            return Err(format!(
+                "custom-headers: invalid value {value:?} of header {name} in ConfigMap {key}"
+            ));
+        }
+        if !allowed.iter().any(|a| a == name) {
+            return Err(format!(
+                "custom-headers: header {name} is not listed in the ConfigMap key global-allowed-response-headers"
+            ));
+        }
+        let header = proxy_core::HeaderEntry::new(name, value)
+            .map_err(|e| format!("custom-headers: ConfigMap {key}: {e}"))?;
+        policy.set_response(header);
+    }
+    Ok((!policy.is_empty()).then(|| Arc::new(policy)))
+}
+
+/// The Service's first port (80 when it has none or is unknown), as ingress-nginx picks the
+/// port of a default backend.
+fn first_port(objects: &ObjectSet, key: &str) -> PortRef {
+    PortRef::Number(
+        objects
+            .services
+            .get(key)
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.ports.as_ref())
+            .and_then(|p| p.first())
+            .map_or(80, |p| p.port),
+    )
+}
+
 /// Controller-wide inputs of a translation.
 pub struct TranslateSettings<'a> {
     /// `--default-backend-service`.
@@ -109,6 +184,10 @@ pub struct TranslateSettings<'a> {
     pub ssl_redirect: bool,
     /// Hosts named in some Ingress's `spec.tls`.
     pub tls_hosts: &'a std::collections::BTreeSet<String>,
+    /// The ConfigMap's `global-allowed-response-headers`.
+    pub allowed_response_headers: &'a [String],
+    /// The ConfigMap's `custom-http-errors`.
+    pub custom_http_errors: &'a [u16],
 }
 
 /// The result of a translation.
@@ -135,19 +214,11 @@ pub fn translate(
     let policy = Arc::new(settings.base_policy.clone());
     // Where requests go that no Ingress claims: `--default-backend-service` or the built-in 404.
     // A host's unmatched paths go there too when the host's oldest Ingress has no defaultBackend.
-    let global_default = match settings.default_backend_service {
+    let mut global_default = match settings.default_backend_service {
         Some(svc) => {
             let b = BackendRef {
                 service: svc.name.clone(),
-                port: PortRef::Number(
-                    objects
-                        .services
-                        .get(&svc.key())
-                        .and_then(|s| s.spec.as_ref())
-                        .and_then(|s| s.ports.as_ref())
-                        .and_then(|p| p.first())
-                        .map_or(80, |p| p.port),
-                ),
+                port: first_port(objects, &svc.key()),
             };
             let (target, w) = resolver.target(&svc.namespace, &b);
             if let Some(message) = w {
@@ -171,6 +242,20 @@ pub fn translate(
             ..Default::default()
         },
     };
+    // `custom-http-errors` of the ConfigMap: pages from the global default backend, for every
+    // route (the default route too, as ingress-nginx's default server).
+    let base = RoutePolicy {
+        errors: (!settings.custom_http_errors.is_empty()).then(|| {
+            Arc::new(CustomErrors::new(
+                settings.custom_http_errors.iter().copied(),
+                global_default.target.clone(),
+            ))
+        }),
+        ..settings.base_policy.clone()
+    };
+    if base.errors.is_some() {
+        global_default.policy = Arc::new(base.clone());
+    }
     // As ingress-nginx's `enforceRegexModifier`: a host where any Ingress uses regex paths or
     // rewrites has all its paths (of every Ingress) matched as regexes.
     for ing in &ingresses {
@@ -204,7 +289,56 @@ pub fn translate(
         };
         let namespace: Arc<str> = ing.namespace.as_str().into();
         let ingress_name: Arc<str> = ing.name.as_str().into();
-        let policies = IngressPolicies::new(ing, settings);
+        let pages = &ing.annotations.errors;
+        let errors = if pages.codes.is_none() && pages.default_backend.is_none() {
+            base.errors.clone()
+        } else {
+            let backend = match &pages.default_backend {
+                Some(svc) => {
+                    let b = BackendRef {
+                        service: svc.clone(),
+                        port: first_port(objects, &format!("{}/{svc}", ing.namespace)),
+                    };
+                    let (target, w) = resolver.target(&ing.namespace, &b);
+                    warn(w.map(|w| format!("default-backend: {w}")));
+                    target
+                }
+                None => global_default.target.clone(),
+            };
+            let codes = match &pages.codes {
+                Some(c) => c.as_slice(),
+                None => settings.custom_http_errors,
+            };
+            let mut e = CustomErrors::new(codes.iter().copied(), backend);
+            e.intercept_upstream = !pages.disable_intercept;
+            e.serves_empty_service =
+                matches!(e.backend, Target::Pool(_)) && pages.default_backend.is_some();
+            Some(Arc::new(e))
+        };
+        let (headers, refusal) = match custom_headers(
+            ing,
+            objects,
+            settings.allowed_response_headers,
+            base.headers.as_ref(),
+        ) {
+            Ok(h) => (h, None),
+            Err(reason) => {
+                warn(Some(format!(
+                    "{reason}; the Ingress answers 503 until it is fixed"
+                )));
+                (base.headers.clone(), Some(reason))
+            }
+        };
+        let policies = IngressPolicies::new(
+            ing,
+            settings,
+            &base,
+            Resolved {
+                headers,
+                errors,
+                refusal,
+            },
+        );
         // The Ingress's own default backend: where its hosts' unmatched paths go (when it is
         // their oldest Ingress), or every unknown host's requests when it has no rules.
         let own_default = ing.default_backend.as_ref().map(|b| {

@@ -1,6 +1,7 @@
 //! The echo server: replies `200` with JSON `{server, method, path, host, headers, body_len}`,
 //! plus `body` (the request body as text) when the body is non-empty UTF-8 of at most 1 MiB.
-//! A `delay_ms=N` query parameter delays the reply by N milliseconds (for in-flight tests).
+//! A `delay_ms=N` query parameter delays the reply by N milliseconds (for in-flight tests);
+//! `status=N` replies with status N instead of 200 (an upstream's error).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -44,6 +45,15 @@ async fn reply(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
         .flat_map(|q| q.split('&'))
         .find_map(|kv| kv.strip_prefix("delay_ms="))
         .and_then(|v| v.parse::<u64>().ok());
+    // `status=NNN` answers with that status (an upstream's error, for error page tests).
+    let status = req
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("status="))
+        .and_then(|v| v.parse::<u16>().ok())
+        .and_then(|v| hyper::StatusCode::from_u16(v).ok());
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
@@ -65,6 +75,9 @@ async fn reply(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
     }
     let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
+    if let Some(status) = status {
+        *resp.status_mut() = status;
+    }
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),

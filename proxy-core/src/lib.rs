@@ -63,9 +63,9 @@ pub use model::{DefaultRoute, PathKind, Route, RouteMeta, RouteOrder, ServerPoli
 pub use policy::{path_regex, Rewrite, UrlRedirect};
 #[doc(no_inline)]
 pub use policy::{
-    AccessList, BodyPolicy, Compression, Cors, Encoding, HttpsRedirect, LocalResponse,
-    NextUpstream, OriginPattern, Phase, Refusal, RoutePolicy, RouteStep, StepOutcome, StepRequest,
-    Steps, UpstreamPolicy,
+    AccessList, BodyPolicy, Compression, Cors, CustomErrors, Encoding, HeaderEntry, HeaderPolicy,
+    HttpsRedirect, LocalResponse, NextUpstream, OriginPattern, Phase, Refusal, RoutePolicy,
+    RouteStep, StepOutcome, StepRequest, Steps, UpstreamPolicy,
 };
 
 // Snapshots and routing.

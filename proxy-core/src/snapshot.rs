@@ -255,6 +255,7 @@ impl SnapshotBuilder {
                 for r in &routes {
                     (r.kind, &r.path, &r.meta, &r.policy).hash(&mut hasher);
                     hash_target(&r.target, &mut hasher, &mut pools);
+                    hash_error_backend(&r.policy, &mut hasher, &mut pools);
                 }
                 let fallback = entry.fallback.map(|(_, r)| r);
                 if let Some(f) = &fallback {
@@ -317,6 +318,14 @@ type Pools = BTreeMap<PoolKey, Arc<Pool>>;
 fn hash_default(d: &DefaultRoute, h: &mut impl Hasher, pools: &mut Pools) {
     (&d.meta, &d.policy).hash(h);
     hash_target(&d.target, h, pools);
+    hash_error_backend(&d.policy, h, pools);
+}
+
+/// A custom-error backend is a pool of the snapshot like a route's.
+fn hash_error_backend(p: &RoutePolicy, h: &mut impl Hasher, pools: &mut Pools) {
+    if let Some(e) = &p.errors {
+        hash_target(&e.backend, h, pools);
+    }
 }
 
 /// Everything a request needs to know about where it goes, resolved from a snapshot.
@@ -433,14 +442,25 @@ impl Snapshot {
 
     /// Every pool referenced by this snapshot.
     pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        fn with_errors<'a>(
+            target: &'a Target,
+            policy: &'a RoutePolicy,
+        ) -> impl Iterator<Item = &'a Target> {
+            std::iter::once(target).chain(policy.errors.as_ref().map(|e| &e.backend))
+        }
         let rules = self.table.vhosts.iter().flat_map(|vh| {
             vh.routes
                 .iter()
-                .map(|r| &r.target)
-                .chain(vh.fallback.as_ref().map(|f| &f.target))
+                .flat_map(|r| with_errors(&r.target, &r.policy))
+                .chain(
+                    vh.fallback
+                        .iter()
+                        .flat_map(|f| with_errors(&f.target, &f.policy)),
+                )
         });
+        let default = &self.table.default;
         rules
-            .chain(std::iter::once(&self.table.default.target))
+            .chain(with_errors(&default.target, &default.policy))
             .filter_map(|t| match t {
                 Target::Pool(p) => Some(p),
                 Target::NotFound => None,

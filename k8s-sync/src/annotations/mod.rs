@@ -10,6 +10,8 @@
 mod access;
 pub(crate) mod body;
 mod cors;
+mod errors;
+pub mod headers;
 mod redirect;
 pub mod registry;
 mod rewrite;
@@ -17,6 +19,8 @@ pub(crate) mod upstream;
 
 pub use body::Bodies;
 pub use cors::CorsSettings;
+pub use errors::ErrorPages;
+pub use headers::HeaderAnnotations;
 pub use redirect::Redirects;
 use registry::Status;
 pub use rewrite::Rewrites;
@@ -40,6 +44,10 @@ pub struct IngressAnnotations {
     pub upstream: Upstream,
     /// Cross-origin resource sharing.
     pub cors: CorsSettings,
+    /// `custom-headers`.
+    pub headers: HeaderAnnotations,
+    /// Custom error pages and the `default-backend` Service.
+    pub errors: ErrorPages,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -147,6 +155,10 @@ impl IngressAnnotations {
                         out.upstream.parse(name, value)
                     } else if cors::KEYS.contains(&name) {
                         out.cors.parse(name, value)
+                    } else if headers::KEYS.contains(&name) {
+                        out.headers.parse(name, value)
+                    } else if errors::KEYS.contains(&name) {
+                        out.errors.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -213,7 +225,9 @@ mod tests {
                 || rewrite::KEYS.contains(&a.name)
                 || body::KEYS.contains(&a.name)
                 || upstream::KEYS.contains(&a.name)
-                || cors::KEYS.contains(&a.name);
+                || cors::KEYS.contains(&a.name)
+                || headers::KEYS.contains(&a.name)
+                || errors::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }

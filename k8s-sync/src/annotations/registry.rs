@@ -281,11 +281,11 @@ pub static ANNOTATIONS: &[Annotation] = &[
     implemented("cors-allow-origin", F::Cors, false, "Origins allowed (default `*`); one is echoed in `Access-Control-Allow-Origin`", "Origins are `scheme://host[:port]` (a leading `*.` matches one label) or `null`, compared without regard to case from the start of the `Origin` (ingress-nginx anchors only the end); bad entries are skipped (reported)"),
     implemented("cors-expose-headers", F::Cors, false, "`Access-Control-Expose-Headers`", ""),
     implemented("cors-max-age", F::Cors, false, "`Access-Control-Max-Age`: how long preflight answers may be cached, in seconds", ""),
-    not_yet("custom-headers", F::Headers, "ConfigMap (namespace/name) of headers added to responses"),
-    not_yet("custom-http-errors", F::ErrorPages, "Responses with these status codes are replaced by the default backend's error page"),
-    not_yet("default-backend", F::Backend, "Service (same namespace) that answers when the rule's Service has no endpoints, and serves custom errors"),
+    implemented("custom-headers", F::Headers, false, "ConfigMap (namespace/name) of headers added to responses", "Every header name must be listed in the ConfigMap key `global-allowed-response-headers` (empty by default); a missing ConfigMap, or a header not allowed or invalid, makes every route of the Ingress answer 503, as ingress-nginx. The ConfigMap is re-read when it changes ([custom headers](headers.md#custom-headers))"),
+    implemented("custom-http-errors", F::ErrorPages, false, "Responses with these status codes are replaced by the default backend's error page", "Replaces the ConfigMap's list for the Ingress; the backend is asked with the client's method and headers plus `X-Code` and friends, without the request body; the client gets the backend's status and body ([custom error pages](headers.md#custom-error-pages))"),
+    implemented("default-backend", F::Backend, false, "Service (same namespace) that answers when the rule's Service has no endpoints, and serves custom errors", "Its first port is used; for a Service without endpoints the request goes there with `X-Code: 503` and its original path, without its body ([custom error pages](headers.md#custom-error-pages))"),
     implemented("denylist-source-range", F::Access, true, "Clients from these comma-separated CIDRs get 403", "Checked before the allow list; an unparsable list makes every route of the Ingress answer 503 until fixed ([allow and deny lists](tls.md#allow-and-deny-lists))"),
-    not_yet("disable-proxy-intercept-errors", F::ErrorPages, "With `custom-http-errors`, passes the backend's own error responses through"),
+    implemented("disable-proxy-intercept-errors", F::ErrorPages, false, "With `custom-http-errors`, passes the backend's own error responses through", "Errors Weir produces itself (502, 503, 504) still get the custom page, as nginx's `error_page`"),
     not_yet("enable-access-log", F::Logging, "Turns access logging off (or on) for the Ingress"),
     implemented("enable-cors", F::Cors, false, "Answers CORS preflight requests and adds CORS headers to responses", "Any `OPTIONS` request from an allowed origin is answered 204 before redirects and access lists, as ingress-nginx; other responses from the backend get the CORS headers, replacing the backend's ([CORS](headers.md#cors))"),
     guard("enable-global-auth", F::ExternalAuth, "Whether the ConfigMap's global external authentication applies (default `true`)"),
@@ -530,6 +530,10 @@ mod tests {
             "cors-allow-credentials",
             "cors-expose-headers",
             "cors-max-age",
+            "custom-headers",
+            "custom-http-errors",
+            "default-backend",
+            "disable-proxy-intercept-errors",
         ];
         for name in implemented {
             assert_eq!(lookup(name).unwrap().status, Status::Implemented, "{name}");

@@ -10,13 +10,15 @@
 //! | `Access` | [`refusal`](RoutePolicy::refusal), then [`access`](RoutePolicy::access) | 503 (fail closed), then 403 |
 //! | `Auth` | — | |
 //! | `Limit` | — | |
-//! | `Proxy` | [`upstream`](RoutePolicy::upstream), [`rewrite`](RoutePolicy::rewrite), [`body`](RoutePolicy::body) | timeouts and retries of the upstream request; the rewritten URI, `Host`, `X-Forwarded-Prefix`; small bodies read before connecting, body size while streaming (413) |
-//! | `Response` | [`hsts`](RoutePolicy::hsts), [`cors`](RoutePolicy::cors) | `Strict-Transport-Security` on HTTPS responses; CORS headers for an allowed origin |
+//! | `Proxy` | [`upstream`](RoutePolicy::upstream), [`rewrite`](RoutePolicy::rewrite), [`body`](RoutePolicy::body), [`headers`](RoutePolicy::headers) | timeouts and retries of the upstream request; the rewritten URI, `Host`, `X-Forwarded-Prefix`; small bodies read before connecting, body size while streaming (413); `proxy-set-headers` |
+//! | `Response` | [`errors`](RoutePolicy::errors), [`headers`](RoutePolicy::headers), [`hsts`](RoutePolicy::hsts), [`cors`](RoutePolicy::cors) | a listed error status replaced by the default backend's page; `hide-headers`, `add-headers`, `custom-headers`; `Strict-Transport-Security` on HTTPS responses; CORS headers for an allowed origin |
 //!
 //! Within a phase Weir's own piece runs first, then the route's [`Steps`] of that phase in the
 //! order given. The first request phase that answers ends the request; routing (the built-in
 //! 404, 503 for an empty pool) comes after the request phases. The response phase applies to
-//! responses from the upstream, not to the pages Weir writes itself.
+//! responses from the upstream; of it, only the response headers of
+//! [`headers`](RoutePolicy::headers) (`add-headers`, `custom-headers`) also go on the pages and
+//! answers Weir writes itself, as nginx's `more_set_headers`.
 //!
 //! An embedder adds its own pieces as [`RouteStep`]s. A piece that is not set costs a branch per
 //! request: no parsing, no allocation, no boxed future.
@@ -25,6 +27,8 @@ mod access;
 mod body;
 mod compression;
 mod cors;
+mod errors;
+mod headers;
 mod redirect;
 mod rewrite;
 mod step;
@@ -42,6 +46,8 @@ pub use access::{AccessList, Refusal};
 pub use body::{BodyPolicy, MAX_BUFFERED_BODY};
 pub use compression::{Compression, Encoding};
 pub use cors::{Cors, OriginPattern};
+pub use errors::CustomErrors;
+pub use headers::{HeaderEntry, HeaderPolicy, InvalidHeader};
 pub use redirect::HttpsRedirect;
 pub use rewrite::{path_regex, Rewrite, UrlRedirect};
 pub use step::{LocalResponse, RouteStep, StepOutcome, StepRequest, Steps};
@@ -126,6 +132,12 @@ pub struct RoutePolicy {
     /// Rewrite phase (preflight) and response phase: cross-origin resource sharing
     /// (`enable-cors`).
     pub cors: Option<Cors>,
+    /// Proxy phase (`proxy-set-headers`) and response phase (`hide-headers`, `add-headers`,
+    /// `custom-headers`): header changes.
+    pub headers: Option<std::sync::Arc<HeaderPolicy>>,
+    /// Error responses replaced by a default backend's page (`custom-http-errors`,
+    /// `default-backend`).
+    pub errors: Option<std::sync::Arc<CustomErrors>>,
     /// Steps added by an embedder, run after Weir's own piece of their phase.
     pub steps: Steps,
 }
@@ -267,6 +279,9 @@ pub(crate) fn on_upstream_request(
             .unwrap_or_default();
         rewrite.apply_upstream(&resolved.meta.path, resolved.regex, &path, upstream_request)?;
     }
+    if let Some(headers) = &policy.headers {
+        headers.on_upstream_request(upstream_request)?;
+    }
     for step in policy.steps.of(Phase::Proxy) {
         step.on_upstream_request(upstream_request)?;
     }
@@ -281,6 +296,9 @@ pub(crate) fn on_response(
     request: &RequestHeader,
     response: &mut ResponseHeader,
 ) -> pingora::Result<()> {
+    if let Some(headers) = &policy.headers {
+        headers.on_response(response)?;
+    }
     if let Some(cors) = &policy.cors {
         cors.on_response(request, response)?;
     }

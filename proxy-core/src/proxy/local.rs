@@ -7,21 +7,36 @@ use pingora::proxy::Session;
 use pingora::Result;
 
 use crate::pages::page;
-use crate::policy::LocalResponse;
+use crate::policy::{HeaderPolicy, LocalResponse};
 
-/// Writes `status` with Weir's page for it and keeps the connection reusable.
-pub(super) async fn respond_page(session: &mut Session, status: u16) -> Result<()> {
+/// Writes `status` with Weir's page for it and keeps the connection reusable; `headers`: the
+/// route's `add-headers`/`custom-headers`, which nginx also sets on its own pages.
+pub(super) async fn respond_page(
+    session: &mut Session,
+    status: u16,
+    headers: Option<&HeaderPolicy>,
+) -> Result<()> {
     let body = page(status).unwrap_or_default();
     let mut resp = ResponseHeader::build(status, Some(2))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/html")?;
+    if let Some(h) = headers {
+        h.on_local_response(&mut resp)?;
+    }
     write(session, resp, Bytes::from_static(body.as_bytes())).await
 }
 
 /// Writes a policy phase's answer and keeps the connection reusable.
-pub(super) async fn send(session: &mut Session, answer: LocalResponse) -> Result<()> {
+pub(super) async fn send(
+    session: &mut Session,
+    answer: LocalResponse,
+    headers: Option<&HeaderPolicy>,
+) -> Result<()> {
     let mut resp = ResponseHeader::build(answer.status, Some(answer.headers.len() + 1))?;
     for (name, value) in &answer.headers {
         resp.append_header(name, value)?;
+    }
+    if let Some(h) = headers {
+        h.on_local_response(&mut resp)?;
     }
     write(session, resp, answer.body).await
 }

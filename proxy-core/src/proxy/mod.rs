@@ -1,6 +1,7 @@
 //! The Pingora `ProxyHttp` implementation. Each hook is thin and delegates to a named module;
 //! route policy is applied by the phases of [`crate::policy`].
 
+mod errors;
 mod headers;
 mod local;
 mod upgrade;
@@ -215,14 +216,14 @@ impl ProxyHttp for WeirProxy {
             );
             ctx.local_status = Some(refused.status);
             session.set_keepalive(None);
-            local::respond_page(session, refused.status).await?;
+            local::respond_page(session, refused.status, None).await?;
             return Ok(true);
         }
         let req = session.req_header();
         let host = normalize_host(request_host(req));
         let Ok(path) = normalize_path(req.uri.path()) else {
             ctx.local_status = Some(400);
-            local::respond_page(session, 400).await?;
+            local::respond_page(session, 400, None).await?;
             return Ok(true);
         };
         ctx.route = snapshot.find(&host, &path);
@@ -233,7 +234,7 @@ impl ProxyHttp for WeirProxy {
             policy::on_request(resolved.policy, &step_request, snapshot.server()).await
         {
             ctx.local_status = Some(answer.status.as_u16());
-            local::send(session, answer).await?;
+            local::send(session, answer, resolved.policy.headers.as_deref()).await?;
             local::linger(session).await;
             return Ok(true);
         }
@@ -255,8 +256,15 @@ impl ProxyHttp for WeirProxy {
                 return Ok(false);
             }
         };
+        let page_headers = resolved.policy.headers.clone();
+        if status == 503 && resolved.policy.errors.is_some() {
+            if let Some(sent) = errors::serve(self, session, ctx, status, true).await {
+                ctx.local_status = Some(sent);
+                return Ok(true);
+            }
+        }
         ctx.local_status = Some(status);
-        local::respond_page(session, status).await?;
+        local::respond_page(session, status, page_headers.as_deref()).await?;
         Ok(true)
     }
 
@@ -401,6 +409,20 @@ impl ProxyHttp for WeirProxy {
             e.set_retry(true);
             return Err(e.into_up());
         }
+        // custom-http-errors: the response is dropped and the default backend's page sent
+        // instead (in fail_to_proxy).
+        if status >= 300 {
+            if let Some(snapshot) = &ctx.snapshot {
+                let policy = snapshot.resolve(ctx.route).policy;
+                if policy.errors.as_ref().is_some_and(|e| e.intercepts(status)) {
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(status),
+                        "replaced by a custom error page",
+                    )
+                    .into_up());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -484,16 +506,34 @@ impl ProxyHttp for WeirProxy {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> FailToProxy {
         let code = error_status(e);
+        if code > 0 && session.response_written().is_none() {
+            if let Some(sent) = errors::serve(self, session, ctx, code, false).await {
+                if (400..500).contains(&code) {
+                    local::linger(session).await;
+                }
+                return FailToProxy {
+                    error_code: sent,
+                    can_reuse_downstream: false,
+                };
+            }
+        }
         if code > 0 {
             let sent = match crate::pages::page(code) {
                 Some(page) => {
                     let mut resp = error_response(code);
                     let headers = resp
                         .insert_header(http::header::CONTENT_TYPE, "text/html")
-                        .and_then(|_| resp.set_content_length(page.len()));
+                        .and_then(|_| resp.set_content_length(page.len()))
+                        .and_then(|_| match &ctx.snapshot {
+                            Some(s) => match &s.resolve(ctx.route).policy.headers {
+                                Some(h) => h.on_local_response(&mut resp),
+                                None => Ok(()),
+                            },
+                            None => Ok(()),
+                        });
                     match headers {
                         Ok(()) => {
                             session

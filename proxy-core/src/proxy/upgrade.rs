@@ -124,8 +124,11 @@ async fn tunnel(session: &mut Session, upstream: &mut UpstreamSession) -> Result
     }
 }
 
-/// Passes on the body of a refused upgrade (an ordinary response).
-async fn relay_body(session: &mut Session, upstream: &mut UpstreamSession) -> Result<()> {
+/// Passes on the body of a refused upgrade (an ordinary response) or of a custom error page.
+pub(super) async fn relay_body(
+    session: &mut Session,
+    upstream: &mut UpstreamSession,
+) -> Result<()> {
     loop {
         match upstream
             .read_response_task()
