@@ -7,10 +7,13 @@
 //! `proxy-real-ip-cidr`, `proxy-body-size`, `client-body-buffer-size`, `proxy-request-buffering`,
 //! `proxy-next-upstream`, `proxy-next-upstream-timeout`, `retry-non-idempotent`, the connection
 //! limits (`keep-alive`, `keep-alive-requests`, `client-header-timeout`, `client-body-timeout`,
-//! `client-header-buffer-size`, `large-client-header-buffers`, `max-worker-connections`), compression (`use-gzip`, `gzip-*`, `enable-brotli`, `brotli-*`), and
+//! `client-header-buffer-size`, `large-client-header-buffers`, `max-worker-connections`), compression (`use-gzip`, `gzip-*`, `enable-brotli`, `brotli-*`), the access log
+//! (`log-format-upstream`, `log-format-escape-*`, `disable-access-log`, `skip-access-log-urls`,
+//! `enable-access-log-for-default-backend`), and
 //! `ssl-protocols` / `use-http2` / `server-tokens` at their defaults. A bad value keeps
 //! the default for that key and is reported; a key Weir does not implement yet is reported once.
 
+mod access_log;
 mod compression;
 
 use std::time::Duration;
@@ -36,6 +39,7 @@ impl Default for GlobalConfig {
             ssl_redirect: true,
             server: ServerPolicy {
                 hsts: Some(hsts_value(31_536_000, true, false)),
+                access_log: Some(proxy_core::AccessLogConfig::default()),
                 ..ServerPolicy::default()
             },
         }
@@ -85,9 +89,11 @@ impl GlobalConfig {
         let (mut hsts, mut max_age, mut subdomains, mut preload) =
             (true, 31_536_000u64, true, false);
         let mut compression = compression::CompressionKeys::default();
+        let mut access_log = access_log::AccessLogKeys::default();
         for (key, value) in data {
             let result = match key.as_str() {
                 k if compression::KEYS.contains(&k) => compression.parse(k, value),
+                k if access_log::KEYS.contains(&k) => access_log.parse(k, value),
                 "ssl-redirect" => boolean(value).map(|b| cfg.ssl_redirect = b),
                 "hsts" => boolean(value).map(|b| hsts = b),
                 "hsts-include-subdomains" => boolean(value).map(|b| subdomains = b),
@@ -200,6 +206,14 @@ impl GlobalConfig {
         }
         cfg.server.hsts = hsts.then(|| hsts_value(max_age, subdomains, preload));
         cfg.server.compression = compression.finish();
+        let (log, log_problem) = access_log.finish();
+        cfg.server.access_log = log;
+        if let Some(message) = log_problem {
+            problems.push(ConfigProblem {
+                key: "log-format-upstream".into(),
+                message,
+            });
+        }
         (cfg, problems)
     }
 }

@@ -57,6 +57,7 @@ impl<'a> IngressPolicies<'a> {
             rewrite: a.rewrite.policy(),
             upstream: a.upstream.apply(&settings.base_policy.upstream),
             body: a.body.apply(&settings.base_policy.body),
+            skip_access_log: a.log.skip_access_log(),
             ..settings.base_policy.clone()
         });
         IngressPolicies {

@@ -10,6 +10,7 @@
 mod access;
 pub(crate) mod body;
 mod cors;
+mod log;
 mod redirect;
 pub mod registry;
 mod rewrite;
@@ -17,6 +18,7 @@ pub(crate) mod upstream;
 
 pub use body::Bodies;
 pub use cors::CorsSettings;
+pub use log::Logging;
 pub use redirect::Redirects;
 use registry::Status;
 pub use rewrite::Rewrites;
@@ -40,6 +42,8 @@ pub struct IngressAnnotations {
     pub upstream: Upstream,
     /// Cross-origin resource sharing.
     pub cors: CorsSettings,
+    /// Access log on or off.
+    pub log: Logging,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -147,6 +151,8 @@ impl IngressAnnotations {
                         out.upstream.parse(name, value)
                     } else if cors::KEYS.contains(&name) {
                         out.cors.parse(name, value)
+                    } else if log::KEYS.contains(&name) {
+                        out.log.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -213,7 +219,8 @@ mod tests {
                 || rewrite::KEYS.contains(&a.name)
                 || body::KEYS.contains(&a.name)
                 || upstream::KEYS.contains(&a.name)
-                || cors::KEYS.contains(&a.name);
+                || cors::KEYS.contains(&a.name)
+                || log::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }

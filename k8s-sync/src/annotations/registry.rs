@@ -286,7 +286,7 @@ pub static ANNOTATIONS: &[Annotation] = &[
     not_yet("default-backend", F::Backend, "Service (same namespace) that answers when the rule's Service has no endpoints, and serves custom errors"),
     implemented("denylist-source-range", F::Access, true, "Clients from these comma-separated CIDRs get 403", "Checked before the allow list; an unparsable list makes every route of the Ingress answer 503 until fixed ([allow and deny lists](tls.md#allow-and-deny-lists))"),
     not_yet("disable-proxy-intercept-errors", F::ErrorPages, "With `custom-http-errors`, passes the backend's own error responses through"),
-    not_yet("enable-access-log", F::Logging, "Turns access logging off (or on) for the Ingress"),
+    implemented("enable-access-log", F::Logging, false, "Turns access logging off (or on) for the Ingress", "Default `true`; the lines go to stdout in the ConfigMap's `log-format-upstream` ([access log](logging.md))"),
     implemented("enable-cors", F::Cors, false, "Answers CORS preflight requests and adds CORS headers to responses", "Any `OPTIONS` request from an allowed origin is answered 204 before redirects and access lists, as ingress-nginx; other responses from the backend get the CORS headers, replacing the backend's ([CORS](headers.md#cors))"),
     guard("enable-global-auth", F::ExternalAuth, "Whether the ConfigMap's global external authentication applies (default `true`)"),
     not_yet("enable-modsecurity", F::ModSecurity, "Enables the ModSecurity web application firewall"),
@@ -530,6 +530,7 @@ mod tests {
             "cors-allow-credentials",
             "cors-expose-headers",
             "cors-max-age",
+            "enable-access-log",
         ];
         for name in implemented {
             assert_eq!(lookup(name).unwrap().status, Status::Implemented, "{name}");
