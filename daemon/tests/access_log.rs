@@ -1,6 +1,7 @@
 //! The access log through the real `weir` binary: one line per request on stdout in
 //! ingress-nginx's default `upstreaminfo` format, parsed back field by field; a custom
-//! `log-format-upstream` with JSON escaping, an unknown variable refused, `disable-access-log`,
+//! `log-format-upstream` with JSON escaping, an unknown variable refused, `skip-access-log-urls`,
+//! `disable-access-log`,
 //! `enable-access-log: "false"` on one Ingress, and the default backend left out (as
 //! ingress-nginx's `enable-access-log-for-default-backend: false`).
 
@@ -180,6 +181,10 @@ fn default_format_lines_parse_back_field_by_field() {
         "the default backend is not logged: {lines:?}"
     );
     assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        weir.metrics().single("weir_access_log_dropped_total", &[]),
+        Some(0.0)
+    );
     assert!(
         !weir.log().contains("/hello?q=1"),
         "access lines are not in weir's own log (stderr)"
@@ -221,14 +226,20 @@ fn custom_format_json_escaping_and_disable_from_the_configmap() {
         &configmap(
             "ns",
             "cfg",
-            &[("log-format-upstream", "$host $no_such_var")],
+            &[
+                ("log-format-upstream", "$host $no_such_var"),
+                ("skip-access-log-urls", "/skipped, /other"),
+            ],
         ),
     );
     let weir = Weir::start(m.path(), &["--configmap", "ns/cfg"]);
     weir.wait_log("unknown variable");
+    assert_eq!(weir.get("fmt.test", "/skipped").status, 200);
     assert_eq!(weir.get("fmt.test", "/first").status, 200);
     let l = parse_line(&weir.wait_access_line("/first"));
     assert_eq!(l.upstream_name, "ns-app-80");
+    let lines = weir.access_lines();
+    assert_eq!(lines.len(), 1, "skip-access-log-urls: {lines:?}");
 
     let format = r#"{"host": "$host", "foo": "$http_x_foo", "uri": "$request_uri", "status": $status, "svc": "$namespace/$ingress_name/$service_name:$service_port", "missing": "$http_x_missing", "t": "$time_iso8601"}"#;
     m.write(
