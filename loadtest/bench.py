@@ -490,11 +490,12 @@ def nginx_proxy_conf(work: Path, name: str, http_port: int, https_port: int, ups
     d = work / name
     d.mkdir(parents=True, exist_ok=True)
     conf = d / "nginx.conf"
-    # --access-log: one upstreaminfo line per request to a file, as ingress-nginx by default.
-    access_log = (f"    log_format upstreaminfo {NGINX_UPSTREAMINFO};\n"
-                  f"    access_log {d}/access.log upstreaminfo;\n"
-                  if getattr(ARGS, "access_log", False) else "")
-    conf.write_text(nginx_head(d) + access_log + f"""    upstream backend {{
+    # --access-log: one upstreaminfo line per request to a file, as ingress-nginx by default
+    # (in the server: `access_log off` at the http level cancels any other access_log there).
+    on = getattr(ARGS, "access_log", False)
+    log_format = f"    log_format upstreaminfo {NGINX_UPSTREAMINFO};\n" if on else ""
+    access_log = f"        access_log {d}/access.log upstreaminfo;\n" if on else ""
+    conf.write_text(nginx_head(d) + log_format + f"""    upstream backend {{
         server 127.0.0.1:{upstream};
         keepalive 128;
         keepalive_requests 100000000;
@@ -510,7 +511,7 @@ def nginx_proxy_conf(work: Path, name: str, http_port: int, https_port: int, ups
         listen 127.0.0.1:{http_port};
         listen 127.0.0.1:{https_port} ssl http2;
         server_name {HOST};
-        location / {{
+{access_log}        location / {{
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";

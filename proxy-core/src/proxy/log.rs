@@ -1,6 +1,7 @@
 //! The access log line of one request: the variables of [`crate::access_log`] read from the
 //! session and the request context, in the `logging` hook.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
 use pingora::proxy::Session;
@@ -68,6 +69,44 @@ struct Request<'a> {
 fn push_display(out: &mut Vec<u8>, v: impl std::fmt::Display) {
     use std::io::Write as _;
     let _ = write!(out, "{v}");
+}
+
+/// An address as `Display` writes it; IPv4 without the formatting machinery (the common case).
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                write_u64(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => push_display(out, v6),
+    }
+}
+
+/// `ip:port`, or `[ip]:port` for IPv6.
+fn push_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(a) => {
+            push_ip(out, IpAddr::V4(*a.ip()));
+            out.push(b':');
+            write_u64(out, u64::from(a.port()));
+        }
+        SocketAddr::V6(a) => push_display(out, a),
+    }
+}
+
+/// The protocol as nginx's `$server_protocol` names it.
+fn protocol(v: http::Version) -> &'static [u8] {
+    match v {
+        http::Version::HTTP_09 => b"HTTP/0.9",
+        http::Version::HTTP_10 => b"HTTP/1.0",
+        http::Version::HTTP_2 => b"HTTP/2.0",
+        http::Version::HTTP_3 => b"HTTP/3.0",
+        _ => b"HTTP/1.1",
+    }
 }
 
 /// The request's length as nginx counts it: request line, header and body (an estimate of
@@ -172,7 +211,7 @@ impl Values for Request<'_> {
         };
         match var {
             Var::RemoteAddr => match ctx.client_ip {
-                Some(ip) => push_display(out, ip),
+                Some(ip) => push_ip(out, ip),
                 None => return false,
             },
             Var::RemotePort => match session.client_addr().and_then(|a| a.as_inet()) {
@@ -197,13 +236,13 @@ impl Values for Request<'_> {
                 out.push(b' ');
                 out.extend_from_slice(req.raw_path());
                 out.push(b' ');
-                push_display(out, format_args!("{:?}", req.version));
+                out.extend_from_slice(protocol(req.version));
             }
             Var::RequestMethod => out.extend_from_slice(req.method.as_str().as_bytes()),
             Var::RequestUri => out.extend_from_slice(req.raw_path()),
             Var::Uri => out.extend_from_slice(req.uri.path().as_bytes()),
             Var::Args => return text(out, req.uri.query().unwrap_or("")),
-            Var::ServerProtocol => push_display(out, format_args!("{:?}", req.version)),
+            Var::ServerProtocol => out.extend_from_slice(protocol(req.version)),
             Var::Scheme => {
                 out.extend_from_slice(if self.tls().is_some() {
                     b"https"
@@ -244,7 +283,7 @@ impl Values for Request<'_> {
             // Weir has no canary routing yet: always empty, as ingress-nginx without canary.
             Var::ProxyAlternativeUpstreamName => {}
             Var::UpstreamAddr => {
-                return self.attempts(out, |i, out| push_display(out, ctx.tried[i]));
+                return self.attempts(out, |i, out| push_socket_addr(out, ctx.tried[i]));
             }
             Var::UpstreamStatus => {
                 return self.attempts(out, |i, out| match ctx.upstream_status[i] {
@@ -311,7 +350,7 @@ impl Values for Request<'_> {
                 None => return false,
             },
             Var::ProxyProtocolAddr => match ctx.peer_ip {
-                Some(ip) if self.snapshot.server().proxy_protocol => push_display(out, ip),
+                Some(ip) if self.snapshot.server().proxy_protocol => push_ip(out, ip),
                 _ => return false,
             },
             Var::ProxyAddXForwardedFor => {
@@ -322,7 +361,7 @@ impl Values for Request<'_> {
                     out.extend_from_slice(xff.as_bytes());
                     out.extend_from_slice(b", ");
                 }
-                push_display(out, ip);
+                push_ip(out, ip);
             }
             Var::Pid => write_u64(out, u64::from(std::process::id())),
             Var::Header(name) => match req.headers.get(name) {
@@ -374,6 +413,26 @@ mod tests {
         assert_eq!(basic_user(b"Basic !!!"), None);
         // No colon: not a Basic credential.
         assert_eq!(basic_user(b"Basic YWxhZGRpbg=="), None);
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_does() {
+        for a in [
+            "10.0.0.1:80",
+            "255.255.255.255:65535",
+            "0.0.0.0:0",
+            "[2001:db8::1]:8080",
+        ] {
+            let addr: SocketAddr = a.parse().unwrap();
+            let mut out = Vec::new();
+            push_socket_addr(&mut out, addr);
+            assert_eq!(out, addr.to_string().as_bytes());
+            out.clear();
+            push_ip(&mut out, addr.ip());
+            assert_eq!(out, addr.ip().to_string().as_bytes());
+        }
+        assert_eq!(protocol(http::Version::HTTP_2), b"HTTP/2.0");
+        assert_eq!(protocol(http::Version::HTTP_11), b"HTTP/1.1");
     }
 
     #[test]
