@@ -812,7 +812,7 @@ fn configmap_options_set_timeouts_and_retries() {
             &[
                 ("proxy-read-timeout", "1"),
                 ("proxy-next-upstream-tries", tries),
-                ("enable-brotli", "true"),
+                ("access-log-path", "/var/log/weir.log"),
             ],
         )
     };
@@ -850,7 +850,7 @@ fn configmap_options_set_timeouts_and_retries() {
     );
 
     // A key Weir does not implement is reported once (log and counter) and has no effect.
-    let reported = "ConfigMap option not applied configmap_key=enable-brotli";
+    let reported = "ConfigMap option not applied configmap_key=access-log-path";
     w.wait_log(reported);
     let not_applied = || {
         w.metrics().single(
