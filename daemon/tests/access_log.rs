@@ -126,6 +126,15 @@ fn default_format_lines_parse_back_field_by_field() {
     // The default backend (no Ingress for the host) is not logged, as ingress-nginx.
     let r = weir.get("unknown.test", "/not-routed");
     assert_eq!(r.status, 404);
+    // A request refused for its Host, before routing, is logged (nginx logs its 400s).
+    let r = exchange(
+        weir.http,
+        b"GET /bad-framing HTTP/1.1\r\nHost: log..test\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 400);
+    let l = parse_line(&weir.wait_access_line("/bad-framing"));
+    assert_eq!((l.status, l.upstream_addr.as_str()), (400, "-"));
 
     let body = curl_get(
         &weir,
@@ -180,7 +189,7 @@ fn default_format_lines_parse_back_field_by_field() {
         !lines.iter().any(|l| l.contains("/not-routed")),
         "the default backend is not logged: {lines:?}"
     );
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
     assert_eq!(
         weir.metrics().single("weir_access_log_dropped_total", &[]),
         Some(0.0)

@@ -31,8 +31,13 @@ pub(super) fn write(
         return;
     }
     // ingress-nginx's default server (no Ingress routes the request) logs only with
-    // `enable-access-log-for-default-backend`; a catch-all Ingress logs as any other.
-    if ctx.route == RouteId::Default && resolved.meta.ingress.is_empty() && !cfg.default_backend {
+    // `enable-access-log-for-default-backend`; a catch-all Ingress logs as any other, and a
+    // request refused before routing (framing, path) is logged, as nginx logs its 400s.
+    if ctx.route == RouteId::Default
+        && ctx.routed
+        && resolved.meta.ingress.is_empty()
+        && !cfg.default_backend
+    {
         return;
     }
     let req = session.req_header();

@@ -72,6 +72,8 @@ pub struct RequestCtx {
     connect_time: Option<Duration>,
     /// When the current attempt began (only when `connect_time` is measured).
     attempt_start: Option<Instant>,
+    /// The request got as far as routing (not refused for its framing or path first).
+    routed: bool,
     start: Instant,
     upstream_start: Option<Instant>,
     header_time: Option<Duration>,
@@ -223,6 +225,7 @@ impl ProxyHttp for WeirProxy {
             upstream_status: [0; MAX_TRIES],
             connect_time: None,
             attempt_start: None,
+            routed: false,
             start: Instant::now(),
             upstream_start: None,
             header_time: None,
@@ -259,6 +262,7 @@ impl ProxyHttp for WeirProxy {
             return Ok(true);
         };
         ctx.route = snapshot.find(&host, &path);
+        ctx.routed = true;
         let resolved = snapshot.resolve(ctx.route);
         let step_request =
             StepRequest::new(req, ctx.client_ip, ctx.scheme == "https", &host, &path);
