@@ -118,6 +118,8 @@ class Procs:
 
 
 PROCS = Procs()
+# The parsed command line (set in main), for helpers that build configurations.
+ARGS = None
 
 
 def run(argv: list[str], timeout: float, check: bool = True, env: dict | None = None,
@@ -463,12 +465,37 @@ def nginx_upstream_conf(work: Path, name: str, port: int) -> Path:
     return conf
 
 
+# ingress-nginx's default log-format-upstream, with fixed upstream names ($proxy_upstream_name
+# and $proxy_alternative_upstream_name are ingress-nginx's Lua-set variables) and $request_id
+# for $req_id.
+NGINX_UPSTREAMINFO = ("'$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent "
+                      "\"$http_referer\" \"$http_user_agent\" $request_length $request_time "
+                      "[bench-upstream-80] [] $upstream_addr $upstream_response_length "
+                      "$upstream_response_time $upstream_status $request_id'")
+
+
+def weir_log_config() -> str:
+    """Weir's ConfigMap in the benchmark: the access log matches nginx's (off unless --access-log)."""
+    on = getattr(ARGS, "access_log", False)
+    data = "data: {}" if on else 'data: {disable-access-log: "true"}'
+    return f"""apiVersion: v1
+kind: ConfigMap
+metadata: {{name: weir-bench, namespace: {NS}}}
+{data}
+"""
+
+
 def nginx_proxy_conf(work: Path, name: str, http_port: int, https_port: int, upstream: int,
                      cert: dict) -> Path:
     d = work / name
     d.mkdir(parents=True, exist_ok=True)
     conf = d / "nginx.conf"
-    conf.write_text(nginx_head(d) + f"""    upstream backend {{
+    # --access-log: one upstreaminfo line per request to a file, as ingress-nginx by default
+    # (in the server: `access_log off` at the http level cancels any other access_log there).
+    on = getattr(ARGS, "access_log", False)
+    log_format = f"    log_format upstreaminfo {NGINX_UPSTREAMINFO};\n" if on else ""
+    access_log = f"        access_log {d}/access.log upstreaminfo;\n" if on else ""
+    conf.write_text(nginx_head(d) + log_format + f"""    upstream backend {{
         server 127.0.0.1:{upstream};
         keepalive 128;
         keepalive_requests 100000000;
@@ -484,7 +511,7 @@ def nginx_proxy_conf(work: Path, name: str, http_port: int, https_port: int, ups
         listen 127.0.0.1:{http_port};
         listen 127.0.0.1:{https_port} ssl http2;
         server_name {HOST};
-        location / {{
+{access_log}        location / {{
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -541,6 +568,7 @@ spec:
   controller: k8s.io/ingress-nginx
 """,
         "10-upstream.yaml": service_yaml(upstream),
+        "05-config.yaml": weir_log_config(),
     }
     bench = ""
     if tls:
@@ -757,6 +785,7 @@ class Lab:
         else:
             t.admin_port = free_port()
             argv = vg + [str(self.weir_bin), "--manifests", str(self.manifests[key]),
+                         "--configmap", f"{NS}/weir-bench",
                          "--http-port", str(t.http_port), "--https-port", str(t.https_port),
                          "--healthz-port", str(t.admin_port), "--bind-address", "127.0.0.1",
                          "--healthz-host", "127.0.0.1", "--worker-threads", "1",
@@ -1336,7 +1365,8 @@ def bench_reload_file(lab: Lab, load: Load, duration: float, rate: float) -> dic
     t = Target(key="weir-reload", label="Weir (file mode, reloading)", kind="weir",
                http_port=free_port(), https_port=free_port(), admin_port=free_port())
     t.logfile = work / "weir-reload.log"
-    argv = [str(lab.weir_bin), "--manifests", str(d), "--http-port", str(t.http_port),
+    argv = [str(lab.weir_bin), "--manifests", str(d), "--configmap", f"{NS}/weir-bench",
+            "--http-port", str(t.http_port),
             "--https-port", str(t.https_port), "--healthz-port", str(t.admin_port),
             "--bind-address", "127.0.0.1", "--healthz-host", "127.0.0.1", "--worker-threads", "1",
             "--worker-shutdown-timeout", "1"]
@@ -1647,6 +1677,9 @@ def strip_raw(obj):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--access-log", action="store_true",
+                    help="access log on in nginx (to a file) and Weir (stdout, to a file); "
+                         "default off in both")
     ap.add_argument("--quick", action="store_true",
                     help="development run: 1 repetition of 3 s, short companions")
     ap.add_argument("--out", default="docs/benchmarks", help="output folder (relative to the repo root)")
@@ -1671,6 +1704,8 @@ def main() -> int:
     ap.add_argument("--deadline", type=float, help="global time limit in seconds after the build "
                     "(default 2400, --quick 900)")
     args = ap.parse_args()
+    global ARGS
+    ARGS = args
 
     q = args.quick
     reps = args.reps or (1 if q else 5)

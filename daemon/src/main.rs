@@ -168,6 +168,11 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
     let proxy_metrics =
         ProxyMetrics::register(&registry, &labels).context("registering metrics")?;
     let sync_metrics = SyncMetrics::register(&registry, &labels).context("registering metrics")?;
+    // Access log lines go to stdout from their own thread; Weir's own logs go to stderr.
+    let access_log = proxy_core::AccessLog::stdout(Some(
+        proxy_core::AccessLog::dropped_counter(&registry).context("registering metrics")?,
+    ))
+    .context("starting the access log writer")?;
 
     let handle = SnapshotHandle::new();
     let syncer = Syncer::new(opts.clone(), handle.clone(), Some(sync_metrics));
@@ -248,7 +253,8 @@ fn run(cli: Cli) -> anyhow::Result<std::convert::Infallible> {
                     socket: services::BoundListener| {
         let mut app = pingora::proxy::http_proxy(
             &server.configuration,
-            WeirProxy::new(handle.clone(), Some(proxy_metrics.clone())),
+            WeirProxy::new(handle.clone(), Some(proxy_metrics.clone()))
+                .with_access_log(access_log.clone()),
         );
         let mut options = pingora::apps::HttpServerOptions::default();
         // `keep-alive-requests` is applied per request from the snapshot (proxy_core edge).

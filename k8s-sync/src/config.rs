@@ -9,10 +9,13 @@
 //! limits (`keep-alive`, `keep-alive-requests`, `client-header-timeout`, `client-body-timeout`,
 //! `client-header-buffer-size`, `large-client-header-buffers`, `max-worker-connections`), compression (`use-gzip`, `gzip-*`, `enable-brotli`, `brotli-*`),
 //! headers (`add-headers`, `proxy-set-headers`, `hide-headers`,
-//! `global-allowed-response-headers`), `custom-http-errors`, and
+//! `global-allowed-response-headers`), `custom-http-errors`, the access log
+//! (`log-format-upstream`, `log-format-escape-*`, `disable-access-log`, `skip-access-log-urls`,
+//! `enable-access-log-for-default-backend`), and
 //! `ssl-protocols` / `use-http2` / `server-tokens` at their defaults. A bad value keeps
 //! the default for that key and is reported; a key Weir does not implement yet is reported once.
 
+mod access_log;
 mod compression;
 mod headers;
 
@@ -44,6 +47,7 @@ impl Default for GlobalConfig {
             ssl_redirect: true,
             server: ServerPolicy {
                 hsts: Some(hsts_value(31_536_000, true, false)),
+                access_log: Some(proxy_core::AccessLogConfig::default()),
                 ..ServerPolicy::default()
             },
             headers: HeaderKeys::default(),
@@ -94,10 +98,12 @@ impl GlobalConfig {
         let (mut hsts, mut max_age, mut subdomains, mut preload) =
             (true, 31_536_000u64, true, false);
         let mut compression = compression::CompressionKeys::default();
+        let mut access_log = access_log::AccessLogKeys::default();
         for (key, value) in data {
             let result = match key.as_str() {
                 k if compression::KEYS.contains(&k) => compression.parse(k, value),
                 k if headers::KEYS.contains(&k) => cfg.headers.parse(k, value),
+                k if access_log::KEYS.contains(&k) => access_log.parse(k, value),
                 "ssl-redirect" => boolean(value).map(|b| cfg.ssl_redirect = b),
                 "hsts" => boolean(value).map(|b| hsts = b),
                 "hsts-include-subdomains" => boolean(value).map(|b| subdomains = b),
@@ -210,6 +216,14 @@ impl GlobalConfig {
         }
         cfg.server.hsts = hsts.then(|| hsts_value(max_age, subdomains, preload));
         cfg.server.compression = compression.finish();
+        let (log, log_problem) = access_log.finish();
+        cfg.server.access_log = log;
+        if let Some(message) = log_problem {
+            problems.push(ConfigProblem {
+                key: "log-format-upstream".into(),
+                message,
+            });
+        }
         (cfg, problems)
     }
 }

@@ -68,6 +68,7 @@ impl<'a> IngressPolicies<'a> {
             body: a.body.apply(&base.body),
             headers: resolved.headers,
             errors: resolved.errors,
+            skip_access_log: a.log.skip_access_log(),
             ..base.clone()
         });
         IngressPolicies {

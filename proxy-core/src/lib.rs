@@ -43,6 +43,7 @@
 //! # let _ = proxy;
 //! ```
 
+mod access_log;
 mod client_ip;
 mod edge;
 mod metrics;
@@ -75,7 +76,10 @@ pub use snapshot::{
 };
 pub use upstream::{Pool, PoolCache, PoolKey};
 
-// The proxy and its metrics.
+// The proxy, its access log and its metrics.
+pub use access_log::{
+    AccessLog, AccessLogConfig, Escape, FormatError, LogFormat, ACCESS_LOG_QUEUE,
+};
 pub use metrics::{ProxyMetrics, METRICS_NAMESPACE};
 pub use proxy::{RequestCtx, WeirProxy};
 

@@ -159,4 +159,6 @@ pub struct ServerPolicy {
     pub http_redirect_code: Option<http::StatusCode>,
     /// Compression of upstream responses (`use-gzip`, `enable-brotli`).
     pub compression: crate::policy::Compression,
+    /// The access log's format and filters; `None`: no access log (`disable-access-log`).
+    pub access_log: Option<crate::access_log::AccessLogConfig>,
 }

@@ -306,7 +306,10 @@ pub struct Weir {
     pub admin: SocketAddr,
     /// The HTTPS listener.
     pub https: SocketAddr,
+    /// Weir's own log (stderr).
     log: PathBuf,
+    /// The access log (stdout).
+    access: PathBuf,
     _logdir: tempfile::TempDir,
 }
 
@@ -380,6 +383,8 @@ impl Weir {
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("weir.log");
         let logfile = std::fs::File::create(&log).unwrap();
+        let access = logdir.path().join("access.log");
+        let accessfile = std::fs::File::create(&access).unwrap();
         let child = Command::new(bin)
             .args(source)
             .args(["--bind-address", "127.0.0.1", "--healthz-host", "127.0.0.1"])
@@ -396,7 +401,7 @@ impl Weir {
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(logfile.try_clone().unwrap())
+            .stdout(accessfile)
             .stderr(logfile)
             .spawn()
             .expect("weir binary starts");
@@ -407,6 +412,7 @@ impl Weir {
             admin: unbound,
             https: unbound,
             log,
+            access,
             _logdir: logdir,
         };
         w.wait_bound();
@@ -476,6 +482,26 @@ impl Weir {
     /// Everything weir logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The access log lines written so far (weir's stdout), complete lines only.
+    pub fn access_lines(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.access).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Poll until an access log line contains `needle`, and return it.
+    pub fn wait_access_line(&self, needle: &str) -> String {
+        self.poll(
+            Duration::from_secs(10),
+            &format!("access log line containing {needle:?}"),
+            || self.access_lines().into_iter().find(|l| l.contains(needle)),
+        )
     }
 
     /// GET `path` with Host `host` through the proxy.

@@ -12,6 +12,7 @@ pub(crate) mod body;
 mod cors;
 mod errors;
 pub mod headers;
+mod log;
 mod redirect;
 pub mod registry;
 mod rewrite;
@@ -21,6 +22,7 @@ pub use body::Bodies;
 pub use cors::CorsSettings;
 pub use errors::ErrorPages;
 pub use headers::HeaderAnnotations;
+pub use log::Logging;
 pub use redirect::Redirects;
 use registry::Status;
 pub use rewrite::Rewrites;
@@ -48,6 +50,8 @@ pub struct IngressAnnotations {
     pub headers: HeaderAnnotations,
     /// Custom error pages and the `default-backend` Service.
     pub errors: ErrorPages,
+    /// Access log on or off.
+    pub log: Logging,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -159,6 +163,8 @@ impl IngressAnnotations {
                         out.headers.parse(name, value)
                     } else if errors::KEYS.contains(&name) {
                         out.errors.parse(name, value)
+                    } else if log::KEYS.contains(&name) {
+                        out.log.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -227,7 +233,8 @@ mod tests {
                 || upstream::KEYS.contains(&a.name)
                 || cors::KEYS.contains(&a.name)
                 || headers::KEYS.contains(&a.name)
-                || errors::KEYS.contains(&a.name);
+                || errors::KEYS.contains(&a.name)
+                || log::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }

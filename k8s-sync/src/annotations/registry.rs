@@ -286,7 +286,7 @@ pub static ANNOTATIONS: &[Annotation] = &[
     implemented("default-backend", F::Backend, false, "Service (same namespace) that answers when the rule's Service has no endpoints, and serves custom errors", "Its first port is used; for a Service without endpoints the request goes there with `X-Code: 503` and its original path, without its body ([custom error pages](headers.md#custom-error-pages))"),
     implemented("denylist-source-range", F::Access, true, "Clients from these comma-separated CIDRs get 403", "Checked before the allow list; an unparsable list makes every route of the Ingress answer 503 until fixed ([allow and deny lists](tls.md#allow-and-deny-lists))"),
     implemented("disable-proxy-intercept-errors", F::ErrorPages, false, "With `custom-http-errors`, passes the backend's own error responses through", "Errors Weir produces itself (502, 503, 504) still get the custom page, as nginx's `error_page`"),
-    not_yet("enable-access-log", F::Logging, "Turns access logging off (or on) for the Ingress"),
+    implemented("enable-access-log", F::Logging, false, "Turns access logging off (or on) for the Ingress", "Default `true`; the lines go to stdout in the ConfigMap's `log-format-upstream` ([access log](logging.md))"),
     implemented("enable-cors", F::Cors, false, "Answers CORS preflight requests and adds CORS headers to responses", "Any `OPTIONS` request from an allowed origin is answered 204 before redirects and access lists, as ingress-nginx; other responses from the backend get the CORS headers, replacing the backend's ([CORS](headers.md#cors))"),
     guard("enable-global-auth", F::ExternalAuth, "Whether the ConfigMap's global external authentication applies (default `true`)"),
     not_yet("enable-modsecurity", F::ModSecurity, "Enables the ModSecurity web application firewall"),
@@ -534,6 +534,7 @@ mod tests {
             "custom-http-errors",
             "default-backend",
             "disable-proxy-intercept-errors",
+            "enable-access-log",
         ];
         for name in implemented {
             assert_eq!(lookup(name).unwrap().status, Status::Implemented, "{name}");

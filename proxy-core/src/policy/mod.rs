@@ -140,6 +140,8 @@ pub struct RoutePolicy {
     pub errors: Option<std::sync::Arc<CustomErrors>>,
     /// Steps added by an embedder, run after Weir's own piece of their phase.
     pub steps: Steps,
+    /// No access log line for the route's requests (`enable-access-log: "false"`).
+    pub skip_access_log: bool,
 }
 
 impl RoutePolicy {

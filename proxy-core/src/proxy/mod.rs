@@ -4,6 +4,7 @@
 mod errors;
 mod headers;
 mod local;
+mod log;
 mod upgrade;
 
 use std::net::{IpAddr, SocketAddr};
@@ -17,6 +18,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
+use crate::access_log::AccessLog;
 use crate::client_ip;
 use crate::metrics::ProxyMetrics;
 use crate::model::Target;
@@ -33,6 +35,8 @@ pub struct WeirProxy {
     metrics: Option<ProxyMetrics>,
     /// Upstream connections for HTTP/1 upgrades, which [`upgrade`] proxies itself.
     upgrades: pingora::connectors::http::v1::Connector,
+    /// Where access log lines go (none: no access log, whatever the snapshot says).
+    access_log: Option<AccessLog>,
 }
 
 impl WeirProxy {
@@ -42,7 +46,16 @@ impl WeirProxy {
             snapshot,
             metrics,
             upgrades: pingora::connectors::http::v1::Connector::new(None),
+            access_log: None,
         }
+    }
+
+    /// Write an access log line per request to `log`, in the format of the snapshot's
+    /// [`ServerPolicy::access_log`](crate::ServerPolicy::access_log) (no line while it is
+    /// `None`).
+    pub fn with_access_log(mut self, log: AccessLog) -> Self {
+        self.access_log = Some(log);
+        self
     }
 }
 
@@ -53,6 +66,15 @@ pub struct RequestCtx {
     request_id: Option<HeaderValue>,
     tried: [SocketAddr; MAX_TRIES],
     tries: usize,
+    /// The status each endpoint tried answered (0: none), for `$upstream_status`.
+    upstream_status: [u16; MAX_TRIES],
+    /// Time to connect to the last endpoint (0 for a reused connection), measured only when
+    /// the access log format shows it.
+    connect_time: Option<Duration>,
+    /// When the current attempt began (only when `connect_time` is measured).
+    attempt_start: Option<Instant>,
+    /// The request got as far as routing (not refused for its framing or path first).
+    routed: bool,
     start: Instant,
     upstream_start: Option<Instant>,
     header_time: Option<Duration>,
@@ -137,7 +159,17 @@ impl WeirProxy {
             ctx.tried[ctx.tries] = addr;
             ctx.tries += 1;
         }
-        ctx.upstream_start.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        ctx.upstream_start.get_or_insert(now);
+        if self.access_log.is_some()
+            && snapshot
+                .server()
+                .access_log
+                .as_ref()
+                .is_some_and(|l| l.format.needs_connect_time())
+        {
+            ctx.attempt_start = Some(now);
+        }
         Ok(policy::upstream_peer(resolved.policy, addr))
     }
 }
@@ -191,6 +223,10 @@ impl ProxyHttp for WeirProxy {
             request_id: None,
             tried: [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_TRIES],
             tries: 0,
+            upstream_status: [0; MAX_TRIES],
+            connect_time: None,
+            attempt_start: None,
+            routed: false,
             start: Instant::now(),
             upstream_start: None,
             header_time: None,
@@ -227,6 +263,7 @@ impl ProxyHttp for WeirProxy {
             return Ok(true);
         };
         ctx.route = snapshot.find(&host, &path);
+        ctx.routed = true;
         let resolved = snapshot.resolve(ctx.route);
         let step_request =
             StepRequest::new(req, ctx.client_ip, ctx.scheme == "https", &host, &path);
@@ -401,6 +438,7 @@ impl ProxyHttp for WeirProxy {
         }
         // proxy-next-upstream http_<status>: the response is dropped and another endpoint tried.
         let status = upstream_response.status.as_u16();
+        ctx.note_upstream_status(status);
         if status >= 400 && retry_allowed(session, ctx, policy::Failure::Status(status), true) {
             let mut e = Error::explain(
                 ErrorType::HTTPStatus(status),
@@ -440,6 +478,11 @@ impl ProxyHttp for WeirProxy {
             }
             _ => policy::Failure::Error,
         };
+        ctx.note_upstream_status(if failure == policy::Failure::Timeout {
+            504
+        } else {
+            502
+        });
         e.set_retry(retry_allowed(session, ctx, failure, false));
         e
     }
@@ -463,6 +506,13 @@ impl ProxyHttp for WeirProxy {
             (_, ErrorSource::Upstream) => Some(policy::Failure::Error),
             _ => None,
         };
+        if let Some(f) = failure {
+            ctx.note_upstream_status(if f == policy::Failure::Timeout {
+                504
+            } else {
+                502
+            });
+        }
         let retry = failure.is_some_and(|f| retry_allowed(session, ctx, f, true));
         e.set_retry(retry);
         e
@@ -568,18 +618,44 @@ impl ProxyHttp for WeirProxy {
         }
     }
 
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(start) = ctx.attempt_start {
+            ctx.connect_time = Some(if reused {
+                Duration::ZERO
+            } else {
+                start.elapsed()
+            });
+        }
+        Ok(())
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         crate::edge::request_done(session);
-        let Some(metrics) = &self.metrics else { return };
         let Some(snapshot) = &ctx.snapshot else {
             return;
         };
+        if self.metrics.is_none() && self.access_log.is_none() {
+            return;
+        }
         let status = match (session.response_written(), ctx.local_status, e) {
             (Some(r), _, _) => r.status.as_u16(),
             (None, Some(s), _) => s,
             (None, None, Some(e)) => error_status(e),
             (None, None, None) => 0,
         };
+        if let Some(log) = &self.access_log {
+            log::write(log, snapshot, session, e, ctx, status);
+        }
+        let Some(metrics) = &self.metrics else { return };
         let resolved = snapshot.resolve(ctx.route);
         let req = session.req_header();
         let series = snapshot
@@ -616,20 +692,27 @@ impl ProxyHttp for WeirProxy {
         if let Some(h) = ctx.header_time {
             series.header_duration.observe(h.as_secs_f64());
         }
-        let header_len: usize = req
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum::<usize>()
-            + req.uri.path_and_query().map_or(1, |p| p.as_str().len())
-            + req.method.as_str().len()
-            + 12;
         series
             .request_size
-            .observe((header_len + session.body_bytes_read()) as f64);
+            .observe(log::request_length(session) as f64);
         series
             .response_size
             .observe(session.body_bytes_sent() as f64);
+    }
+}
+
+impl RequestCtx {
+    /// Remember what the endpoint being tried answered (the first answer counts).
+    fn note_upstream_status(&mut self, status: u16) {
+        if let Some(slot) = self
+            .tries
+            .checked_sub(1)
+            .and_then(|i| self.upstream_status.get_mut(i))
+        {
+            if *slot == 0 {
+                *slot = status;
+            }
+        }
     }
 }
 
