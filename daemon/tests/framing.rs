@@ -38,6 +38,17 @@ impl Recorder {
     fn requests(&self) -> Vec<Vec<u8>> {
         self.seen.lock().unwrap().clone()
     }
+
+    /// The requests recorded after the first `before`, as text, leaving out a cut-off
+    /// `POST /bad` request: one Weir forwarded before the body turned out malformed may be
+    /// recorded only when Weir closes that upstream connection, at any later point.
+    fn since_without_bad(&self, before: usize) -> Vec<String> {
+        self.requests()[before..]
+            .iter()
+            .map(|r| String::from_utf8_lossy(r).to_string())
+            .filter(|r| !r.starts_with("POST /bad HTTP/1.1\r\n"))
+            .collect()
+    }
 }
 
 fn serve(mut conn: TcpStream, record: &Mutex<Vec<Vec<u8>>>) {
@@ -314,12 +325,7 @@ GET /last HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n";
     // now, when Weir closes its upstream connection: it is not counted.)
     let before = s.recorder.requests().len();
     let _ = send(s.weir.http, b"GET /\r\n\r\n");
-    let seen = s.recorder.requests();
-    let new: Vec<_> = seen[before..]
-        .iter()
-        .map(|r| String::from_utf8_lossy(r).to_string())
-        .filter(|r| !r.starts_with("POST /bad HTTP/1.1\r\n"))
-        .collect();
+    let new = s.recorder.since_without_bad(before);
     assert!(new.is_empty(), "{new:?}");
 
     // The request target's authority wins over Host (as nginx): routed by it, so a request to
@@ -331,7 +337,8 @@ GET /last HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n";
     // Pingora's parser refuses this request form before routing (400); nginx would route it by
     // the authority (404 here). Either way it is not forwarded.
     assert!([400, 404].contains(&out[0].0), "{}", out[0].1);
-    assert_eq!(s.recorder.requests().len(), before);
+    let new = s.recorder.since_without_bad(before);
+    assert!(new.is_empty(), "{new:?}");
 
     // Content-Length with Transfer-Encoding: nginx answers 400. Pingora drops the Content-Length
     // before Weir sees the header (RFC 9112 6.3), so the request is re-framed by the chunked
@@ -341,10 +348,10 @@ GET /last HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n";
     let raw = "POST /both HTTP/1.1\r\nHost: raw.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: raw.test\r\n\r\n";
     let out = responses(&send(s.weir.http, raw.as_bytes()));
     assert_eq!(out.len(), 1, "{out:?}");
-    let seen = s.recorder.requests();
-    assert!(seen.len() <= before + 1, "{seen:?}");
-    for r in &seen[before..] {
-        let r = String::from_utf8_lossy(r).to_ascii_lowercase();
+    let seen = s.recorder.since_without_bad(before);
+    assert!(seen.len() <= 1, "{seen:?}");
+    for r in &seen {
+        let r = r.to_ascii_lowercase();
         assert!(r.starts_with("post /both http/1.1\r\n"), "{r}");
         assert!(!r.contains("content-length"), "{r}");
         assert!(r.ends_with("\r\n\r\n0\r\n\r\n"), "{r}");
