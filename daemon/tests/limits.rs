@@ -325,6 +325,44 @@ fn over_the_connection_cap_the_oldest_idle_connections_are_closed() {
     assert_eq!(get_on(youngest), 200);
 }
 
+/// Whether the peer closed `s` (nothing is expected to be sent on it).
+fn at_eof(mut s: &TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let eof = matches!(s.read(&mut [0u8; 16]), Ok(0));
+    s.set_nonblocking(false).unwrap();
+    eof
+}
+
+/// Connections that never send a byte are idle too, as in nginx (a connection waiting for its
+/// first request is reusable): over the cap the oldest are closed for new ones, so a flood of
+/// silent connections does not keep clients out until `client-header-timeout`.
+#[test]
+fn over_the_connection_cap_silent_connections_are_closed_for_new_ones() {
+    let echo = EchoServer::start("a").unwrap();
+    let m = Manifests::new();
+    let w = weir_with(&m, echo.addr(), &[("max-worker-connections", "20")]);
+    let mut silent: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(w.http).unwrap())
+        .collect();
+    // Five new clients that stay connected: each needs room.
+    let _new: Vec<TcpStream> = (0..5)
+        .map(|_| {
+            let mut s = TcpStream::connect(w.http).unwrap();
+            assert_eq!(get_on(&mut s), 200);
+            s
+        })
+        .collect();
+    let closed = |silent: &[TcpStream]| silent.iter().filter(|s| at_eof(s)).count();
+    w.poll(
+        Duration::from_secs(10),
+        "5 silent connections closed",
+        || (closed(&silent) >= 5).then_some(()),
+    );
+    assert_eq!(closed(&silent), 5);
+    let open = silent.iter_mut().rev().find(|s| !at_eof(s)).unwrap();
+    assert_eq!(get_on(open), 200);
+}
+
 /// The attack that took the edge down: thousands of idle keep-alive connections from one client.
 /// With 1024 open files Weir caps client connections at (1024 − 256) / 2 = 384 and closes the
 /// oldest idle ones for new ones, so after 3,000 connections new requests are still served,

@@ -14,8 +14,14 @@
 //! [`ConnTable`] counts the connections of every proxy listener: over its cap the oldest idle
 //! keep-alive connection is closed to make room, and when none is idle the new connection is
 //! closed at once.
+//!
+//! Per request this costs no lock and no timer change: a connection registers its idle slot
+//! once, and marks it idle or busy with an atomic store; only the (rare) eviction over the cap
+//! takes the table's lock and scans the slots. The read timer is lazy: a deadline that moves
+//! later leaves the timer where it is, and a timer that fires before the current deadline is
+//! set again then (about once per `client-header-timeout` on a busy keep-alive connection).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -85,13 +91,19 @@ pub struct ConnTable {
     active: AtomicUsize,
     /// The cap from open files (see the daemon), applied on top of `max-worker-connections`.
     fd_cap: usize,
-    idle: Mutex<BTreeMap<u64, Arc<IdleSlot>>>,
+    /// Every registered connection's slot, by key.
+    slots: Mutex<HashMap<u64, Arc<IdleSlot>>>,
     next: AtomicU64,
+    /// The origin of [`IdleSlot::idle_since`].
+    epoch: Instant,
 }
 
-/// An idle connection's handle in the table: set `evicted` and wake it to close it.
+/// A connection's handle in the table: while it is idle, set `evicted` and wake it to close it.
 #[derive(Default)]
 struct IdleSlot {
+    /// When the connection became idle (nanoseconds from the table's epoch, plus one, so never
+    /// zero); zero while it is busy.
+    idle_since: AtomicU64,
     evicted: AtomicBool,
     waker: AtomicWaker,
 }
@@ -113,8 +125,9 @@ impl ConnTable {
         Arc::new(ConnTable {
             active: AtomicUsize::new(0),
             fd_cap,
-            idle: Mutex::new(BTreeMap::new()),
+            slots: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
+            epoch: Instant::now(),
         })
     }
 
@@ -135,16 +148,33 @@ impl ConnTable {
             table: self.clone(),
         };
         if now > cap {
-            let oldest = self
-                .idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop_first();
-            let (_, slot) = oldest?;
-            slot.evicted.store(true, Ordering::Release);
-            slot.waker.wake();
+            self.evict_oldest_idle()?;
         }
         Some(place)
+    }
+
+    /// Close the connection idle the longest: `None` when none is idle.
+    fn evict_oldest_idle(&self) -> Option<()> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let (slot, since) = slots
+                .values()
+                .filter_map(|s| match s.idle_since.load(Ordering::Acquire) {
+                    0 => None,
+                    since => Some((s, since)),
+                })
+                .min_by_key(|(_, since)| *since)?;
+            // It may have become busy since the load: then look again.
+            if slot
+                .idle_since
+                .compare_exchange(since, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                slot.evicted.store(true, Ordering::Release);
+                slot.waker.wake();
+                return Some(());
+            }
+        }
     }
 
     /// Wait, as an idle connection, until the cap closes it for room (an HTTP/2 connection with
@@ -153,11 +183,12 @@ impl ConnTable {
         struct Parked<'a>(&'a ConnTable, u64);
         impl Drop for Parked<'_> {
             fn drop(&mut self) {
-                self.0.unpark(self.1);
+                self.0.deregister(self.1);
             }
         }
         let slot = Arc::new(IdleSlot::default());
-        let _parked = Parked(self, self.park(&slot));
+        let _parked = Parked(self, self.register(&slot));
+        self.mark_idle(&slot, Instant::now());
         std::future::poll_fn(|cx| {
             slot.waker.register(cx.waker());
             if slot.evicted.load(Ordering::Acquire) {
@@ -169,20 +200,36 @@ impl ConnTable {
         .await;
     }
 
-    fn park(&self, slot: &Arc<IdleSlot>) -> u64 {
+    /// Add a connection's slot (busy): once per connection.
+    fn register(&self, slot: &Arc<IdleSlot>) -> u64 {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
-        self.idle
+        self.slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, slot.clone());
         key
     }
 
-    fn unpark(&self, key: u64) {
-        self.idle
+    fn deregister(&self, key: u64) {
+        self.slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
+    }
+
+    /// The slot's connection waits for a request from `now`: it may be evicted.
+    fn mark_idle(&self, slot: &IdleSlot, now: Instant) {
+        slot.evicted.store(false, Ordering::Relaxed);
+        let since = now.saturating_duration_since(self.epoch).as_nanos();
+        let since = u64::try_from(since).unwrap_or(u64::MAX - 1) + 1;
+        slot.idle_since.store(since, Ordering::Release);
+    }
+}
+
+impl IdleSlot {
+    /// The connection is busy again: it may no longer be evicted.
+    fn mark_busy(&self) {
+        self.idle_since.store(0, Ordering::Release);
     }
 }
 
@@ -317,19 +364,27 @@ impl GuardedStream {
     /// Wrap a new connection: its first byte must come within the header timeout.
     pub fn new(inner: Stream, snapshot: SnapshotHandle, table: Option<Arc<ConnTable>>) -> Self {
         let limits = snapshot.load().server().conn;
+        let now = Instant::now();
+        // A new connection is idle until its first byte (closed for room like any idle one).
+        let slot = table.as_ref().map(|table| {
+            let slot = Arc::new(IdleSlot::default());
+            let key = table.register(&slot);
+            table.mark_idle(&slot, now);
+            (slot, key)
+        });
         GuardedStream {
             inner,
             snapshot,
             limits,
             phase: Phase::Idle,
-            deadline: Instant::now() + limits.client_header_timeout,
+            deadline: now + limits.client_header_timeout,
             timer: None,
             scan: HeaderScan::default(),
             reject: None,
             done: AtomicBool::new(false),
             requests: AtomicU32::new(0),
             table,
-            slot: None,
+            slot,
         }
     }
 
@@ -348,23 +403,17 @@ impl GuardedStream {
             .limits
             .keep_alive
             .unwrap_or(self.limits.client_header_timeout);
-        self.deadline = Instant::now() + wait;
-        if let Some(table) = &self.table {
-            let slot = match self.slot.take() {
-                Some((slot, _)) => {
-                    slot.evicted.store(false, Ordering::Release);
-                    slot
-                }
-                None => Arc::new(IdleSlot::default()),
-            };
-            let key = table.park(&slot);
-            self.slot = Some((slot, key));
+        let now = Instant::now();
+        self.deadline = now + wait;
+        if let (Some(table), Some((slot, _))) = (&self.table, &self.slot) {
+            table.mark_idle(slot, now);
         }
     }
 
+    /// No longer idle: not evictable.
     fn unpark(&mut self) {
-        if let (Some(table), Some((_, key))) = (&self.table, &self.slot) {
-            table.unpark(*key);
+        if let Some((slot, _)) = &self.slot {
+            slot.mark_busy();
         }
     }
 
@@ -393,8 +442,8 @@ impl GuardedStream {
 
 impl Drop for GuardedStream {
     fn drop(&mut self) {
-        if self.phase == Phase::Idle {
-            self.unpark();
+        if let (Some(table), Some((_, key))) = (&self.table, &self.slot) {
+            table.deregister(*key);
         }
     }
 }
@@ -479,7 +528,6 @@ impl AsyncRead for GuardedStream {
                         slot.waker.register(cx.waker());
                         if slot.evicted.swap(false, Ordering::Acquire) {
                             // Closed for room: as an idle timeout, a clean end.
-                            this.slot = None;
                             return Poll::Ready(Ok(()));
                         }
                     }
@@ -487,7 +535,9 @@ impl AsyncRead for GuardedStream {
                 let deadline = this.deadline;
                 let timer = match &mut this.timer {
                     Some(t) => {
-                        if t.deadline() != deadline {
+                        // Lazy: a deadline that moved later keeps the timer (it is set again
+                        // below if it fires first); one that moved earlier resets it.
+                        if t.deadline() > deadline {
                             t.as_mut().reset(deadline);
                         }
                         t
@@ -496,13 +546,18 @@ impl AsyncRead for GuardedStream {
                         .timer
                         .insert(Box::pin(tokio::time::sleep_until(deadline))),
                 };
-                if timer.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
+                loop {
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    if timer.deadline() >= deadline {
+                        break;
+                    }
+                    timer.as_mut().reset(deadline);
                 }
                 if this.phase == Phase::Idle {
                     // Keep-alive (or first byte) timeout: close quietly, as nginx.
                     this.unpark();
-                    this.slot = None;
                     Poll::Ready(Ok(()))
                 } else {
                     // Header timeout: nginx closes without an answer (408 in its log).
@@ -678,16 +733,26 @@ mod tests {
         let _b = table.enter(&l).unwrap();
         let old = Arc::new(IdleSlot::default());
         let young = Arc::new(IdleSlot::default());
-        table.park(&old);
-        table.park(&young);
+        let busy = Arc::new(IdleSlot::default());
+        table.register(&old);
+        table.register(&young);
+        table.register(&busy);
+        let t0 = Instant::now();
+        table.mark_idle(&old, t0 + Duration::from_secs(1));
+        table.mark_idle(&young, t0 + Duration::from_secs(2));
         let _c = table.enter(&l).expect("an idle connection makes room");
         assert!(old.evicted.load(Ordering::Acquire));
         assert!(!young.evicted.load(Ordering::Acquire));
+        assert!(!busy.evicted.load(Ordering::Acquire));
         assert_eq!(table.active(), 3, "the evicted one closes on its own");
         drop(a);
         let _d = table.enter(&l).expect("the young idle one makes room");
         assert!(young.evicted.load(Ordering::Acquire));
+        // Busy again after being idle: not evictable.
+        table.mark_idle(&busy, t0);
+        busy.mark_busy();
         assert!(table.enter(&l).is_none(), "nothing idle: refused");
+        assert!(!busy.evicted.load(Ordering::Acquire));
         assert_eq!(table.active(), 3);
     }
 }
