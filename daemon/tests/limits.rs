@@ -325,6 +325,52 @@ fn over_the_connection_cap_the_oldest_idle_connections_are_closed() {
     assert_eq!(get_on(youngest), 200);
 }
 
+/// `send-timeout`: a client that takes nothing of a large response for that long loses the
+/// connection, as nginx's `send_timeout` (the time between two writes that make progress).
+#[test]
+fn a_client_that_stops_reading_is_cut_off_after_send_timeout() {
+    const SIZE: usize = 64 << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+                let chunk = vec![b'x'; 1 << 16];
+                for _ in 0..SIZE / chunk.len() {
+                    if conn.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let m = Manifests::new();
+    let w = weir_with(&m, upstream, &[("send-timeout", "1")]);
+    let mut s = TcpStream::connect(w.http).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: limits.test\r\n\r\n")
+        .unwrap();
+    // The stimulus, not a synchronisation: the client takes nothing for 3 send timeouts.
+    std::thread::sleep(Duration::from_secs(3));
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => panic!("no close after {got} bytes: {e}"),
+        }
+    }
+    assert!(got < SIZE, "the whole response arrived: {got} bytes");
+}
+
 /// Whether the peer closed `s` (nothing is expected to be sent on it).
 fn at_eof(mut s: &TcpStream) -> bool {
     s.set_nonblocking(true).unwrap();

@@ -289,7 +289,7 @@ impl HeaderScan {
         let mut at = 0;
         while at < data.len() {
             let rest = &data[at..];
-            let Some(i) = rest.iter().position(|&b| b == b'\n') else {
+            let Some(i) = memchr::memchr(b'\n', rest) else {
                 self.line += rest.len();
                 self.cr = rest.last() == Some(&b'\r');
                 self.total += rest.len();
@@ -349,6 +349,11 @@ pub struct GuardedStream {
     requests: AtomicU32,
     table: Option<Arc<ConnTable>>,
     slot: Option<(Arc<IdleSlot>, u64)>,
+    /// `send-timeout`: armed when a write has to wait, not per write (as nginx's `send_timeout`,
+    /// the time between two successive writes), so a client that keeps up costs no timer.
+    write_timer: Option<Pin<Box<Sleep>>>,
+    /// A write is waiting: `write_timer` runs for it.
+    write_waiting: bool,
 }
 
 impl std::fmt::Debug for GuardedStream {
@@ -385,6 +390,8 @@ impl GuardedStream {
             requests: AtomicU32::new(0),
             table,
             slot,
+            write_timer: None,
+            write_waiting: false,
         }
     }
 
@@ -414,6 +421,41 @@ impl GuardedStream {
     fn unpark(&mut self) {
         if let Some((slot, _)) = &self.slot {
             slot.mark_busy();
+        }
+    }
+
+    /// A write could not go on: fail it once the client has taken nothing for `send-timeout`.
+    fn poll_send_timeout<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        if !self.write_waiting {
+            self.write_waiting = true;
+            let deadline = Instant::now() + self.limits.send_timeout;
+            match &mut self.write_timer {
+                Some(t) => t.as_mut().reset(deadline),
+                None => self.write_timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        let timer = self.write_timer.as_mut().expect("armed above");
+        match timer.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "send-timeout",
+            ))),
+        }
+    }
+
+    /// A write's outcome: a wait arms the send timeout, progress disarms it.
+    fn written<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        match r {
+            Poll::Pending => self.poll_send_timeout(cx),
+            ready => {
+                self.write_waiting = false;
+                ready
+            }
         }
     }
 
@@ -469,12 +511,15 @@ pub(crate) fn request_done(session: &mut Session) {
 /// timeouts, and no keep-alive when it is off or this is the connection's last request.
 pub(crate) fn on_request(session: &mut Session, limits: &ConnLimits) {
     session.set_read_timeout(Some(limits.client_body_timeout));
-    session.set_write_timeout(Some(limits.send_timeout));
     let served = session
         .as_downstream()
         .stream()
         .and_then(|s| s.as_any().downcast_ref::<GuardedStream>())
         .map(GuardedStream::requests);
+    if served.is_none() {
+        // A guarded stream times its writes itself, only when one waits.
+        session.set_write_timeout(Some(limits.send_timeout));
+    }
     let last = served.is_some_and(|n| n.saturating_add(1) >= limits.keep_alive_requests);
     if limits.keep_alive.is_none() || last {
         session.set_keepalive(None);
@@ -579,11 +624,13 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.written(cx, r)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.written(cx, r)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -595,7 +642,8 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.written(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
