@@ -265,7 +265,7 @@ pub static ANNOTATIONS: &[Annotation] = &[
     guard("auth-type", F::Auth, "`basic` or `digest` authentication against `auth-secret`"),
     guard("auth-url", F::ExternalAuth, "Each request is first sent to this URL; a 2xx answer lets it through, 401 or 403 is returned to the client"),
     not_yet("backend-protocol", F::Backend, "Protocol spoken to the backend: `HTTP`, `HTTPS`, `GRPC`, `GRPCS` or `FCGI`"),
-    implemented("canary", F::Canary, false, "Makes this Ingress the canary of the Ingress with the same host and path", "Only adds a backend to a main Ingress's rule with the same host, path and path type; without one it is reported and serves nothing. The canary Ingress's other annotations are ignored, the main Ingress's apply ([canary](routing.md#canary))"),
+    implemented("canary", F::Canary, false, "Makes this Ingress the canary of the Ingress with the same host and path", "Only adds a backend to a main Ingress's rule with the same host, path and path type; without one it is reported and serves nothing. The canary Ingress's other annotations are ignored, the main Ingress's apply ([canary](canary.md))"),
     implemented("canary-by-cookie", F::Canary, false, "Cookie that sends a request to the canary (`always`) or never (`never`)", ""),
     implemented("canary-by-header", F::Canary, false, "Header that sends a request to the canary (`always`) or never (`never`)", ""),
     implemented("canary-by-header-pattern", F::Canary, false, "Regular expression the `canary-by-header` value must match to go to the canary", "Rust `regex` syntax, not PCRE: a pattern that does not compile (lookaround, backreferences) is reported and requests carrying the header go to the main backend, as ingress-nginx does when the pattern fails"),
