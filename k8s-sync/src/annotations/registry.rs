@@ -535,6 +535,13 @@ mod tests {
             "default-backend",
             "disable-proxy-intercept-errors",
             "enable-access-log",
+            "canary",
+            "canary-by-cookie",
+            "canary-by-header",
+            "canary-by-header-pattern",
+            "canary-by-header-value",
+            "canary-weight",
+            "canary-weight-total",
         ];
         for name in implemented {
             assert_eq!(lookup(name).unwrap().status, Status::Implemented, "{name}");
