@@ -83,6 +83,9 @@ fn canary_share(w: &Weir, host: &str, n: usize) -> usize {
         .count()
 }
 
+/// Request headers of a case.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 #[test]
 fn header_cookie_and_their_precedence_over_the_weight() {
     let s = setup();
@@ -118,7 +121,7 @@ fn header_cookie_and_their_precedence_over_the_weight() {
         .join("---\n"),
     );
     let w = Weir::start(s.m.path(), &[]);
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    let cases: &[(&str, Headers, &str)] = &[
         // canary-by-header: always / never; other values and no header fall through (weight 0).
         ("header.test", &[], "main"),
         ("header.test", &[("X-Canary", "always")], "canary"),
