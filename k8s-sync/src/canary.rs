@@ -43,6 +43,11 @@ pub(crate) fn merge(
             }
             Some(target)
         };
+        if let Some(refusal) = &ing.annotations.refusal {
+            warn(format!(
+                "canary: the canary Ingress's own annotations are ignored (the main Ingress's apply), so it is not refused: {refusal}"
+            ));
+        }
         for rule in &ing.rules {
             let host = rule.host.as_deref();
             let Some(target) = backend(&rule.backend, &mut warn) else {
