@@ -86,7 +86,9 @@ impl CanarySettings {
                 self.weight_total = integer(value)?.clamp(0, u32::MAX.into()) as u32
             }
             "canary-by-header" => {
-                let v = basic_chars("header name", value.trim())?;
+                // As nginx's `$http_x_canary`: `_` stands for `-` (headers with `_` are dropped
+                // by default, `enable-underscores-in-headers`).
+                let v = basic_chars("header name", value.trim())?.replace('_', "-");
                 self.header = if v.is_empty() {
                     None
                 } else {
@@ -202,7 +204,7 @@ mod tests {
     fn parses_every_rule() {
         let (c, problems) = parsed(&[
             ("canary", "true"),
-            ("canary-by-header", "X-Canary"),
+            ("canary-by-header", "X_Canary"),
             ("canary-by-header-value", "yes"),
             ("canary-by-header-pattern", "^v[0-9]+$"),
             ("canary-by-cookie", "canary_cookie"),
