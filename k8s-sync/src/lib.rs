@@ -20,6 +20,7 @@
 pub mod admission;
 pub mod annotations;
 pub mod api;
+mod canary;
 pub mod class;
 pub mod config;
 mod config_limits;

@@ -209,6 +209,10 @@ pub fn translate(
 ) -> Translation {
     let mut ingresses: Vec<&ValidIngress> = ingresses.to_vec();
     ingresses.sort_unstable_by(|a, b| a.order.cmp(&b.order));
+    // Canary Ingresses add backends to the main Ingresses' rules (at the end), nothing else.
+    let (canaries, ingresses): (Vec<&ValidIngress>, Vec<&ValidIngress>) = ingresses
+        .into_iter()
+        .partition(|i| i.annotations.canary.enabled);
     let mut resolver = Resolver::new(objects, pools, backends);
     let mut builder = SnapshotBuilder::new();
     let mut warnings = Vec::new();
@@ -419,6 +423,13 @@ pub fn translate(
             }
         }
     }
+    crate::canary::merge(
+        &canaries,
+        objects,
+        &mut resolver,
+        &mut builder,
+        &mut warnings,
+    );
     // `server-alias`: as ingress-nginx, the oldest Ingress of a host with aliases names them;
     // an alias that is a host of some Ingress is not one.
     let mut aliased: std::collections::HashSet<&str> = std::collections::HashSet::new();

@@ -139,8 +139,8 @@ pub(crate) struct RouteSeries {
 #[derive(Default)]
 pub(crate) struct SeriesCache(RwLock<Vec<CachedSeries>>);
 
-/// One cache entry: status, method, series.
-type CachedSeries = (u16, http::Method, Arc<RouteSeries>);
+/// One cache entry: status, method, sent to the route's canary, series.
+type CachedSeries = (u16, http::Method, bool, Arc<RouteSeries>);
 
 impl std::fmt::Debug for SeriesCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -152,17 +152,21 @@ impl std::fmt::Debug for SeriesCache {
 const SERIES_PER_ROUTE: usize = 32;
 
 impl SeriesCache {
-    /// The series for `status` and `method`, resolving `labels` (in [`REQUEST_LABELS`] order)
-    /// only the first time.
+    /// The series for `status`, `method` and whether the request went to the route's canary,
+    /// resolving `labels` (in [`REQUEST_LABELS`] order) only the first time.
     pub(crate) fn get(
         &self,
         metrics: &ProxyMetrics,
         status: u16,
         method: &http::Method,
+        canary: bool,
         labels: impl FnOnce() -> [String; 8],
     ) -> Arc<RouteSeries> {
         if let Ok(cache) = self.0.read() {
-            if let Some((_, _, s)) = cache.iter().find(|(st, m, _)| *st == status && m == method) {
+            if let Some((_, _, _, s)) = cache
+                .iter()
+                .find(|(st, m, c, _)| *st == status && m == method && *c == canary)
+            {
                 return s.clone();
             }
         }
@@ -178,7 +182,7 @@ impl SeriesCache {
         });
         if let Ok(mut cache) = self.0.write() {
             if cache.len() < SERIES_PER_ROUTE {
-                cache.push((status, method.clone(), series.clone()));
+                cache.push((status, method.clone(), canary, series.clone()));
             }
         }
         series

@@ -53,7 +53,8 @@ pub struct RouteMeta {
     pub service: Arc<str>,
     /// The rule's path as written, used as the `path` metric label.
     pub path: Arc<str>,
-    /// Whether the route is a canary (metric label).
+    /// For an embedder's own canary routes: the `canary` metric label is then the route's
+    /// Service. (Canary Ingresses use [`RoutePolicy::canary`](crate::RoutePolicy::canary).)
     pub canary: bool,
 }
 

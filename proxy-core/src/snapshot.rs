@@ -143,6 +143,35 @@ impl SnapshotBuilder {
         }
     }
 
+    /// The rule added for `host` (`None` = any host) with this kind and exactly this path, to
+    /// change it before the build (a canary Ingress adds a backend to an existing rule).
+    pub fn route_mut(
+        &mut self,
+        host: Option<&str>,
+        kind: PathKind,
+        path: &str,
+    ) -> Option<&mut Route> {
+        let host = host.map(ascii_lowercase);
+        let key = match kind {
+            PathKind::Prefix => prefix_key(path),
+            _ => path,
+        };
+        self.hosts
+            .get_mut(host.as_deref().unwrap_or_default())?
+            .routes
+            .get_mut(&(kind, key.to_string()))
+            .filter(|r| r.path == path)
+    }
+
+    /// The rules added so far for `host` (`None` = any host), to change them before the build.
+    pub fn routes_mut(&mut self, host: Option<&str>) -> impl Iterator<Item = &mut Route> {
+        let host = host.map(ascii_lowercase);
+        self.hosts
+            .get_mut(host.as_deref().unwrap_or_default())
+            .into_iter()
+            .flat_map(|e| e.routes.values_mut())
+    }
+
     /// Put `host` (`None` = any host) in regex mode, as ingress-nginx does for a server where an
     /// Ingress sets `use-regex` or `rewrite-target`: every path of the host is matched as a
     /// case-insensitive regex anchored at the start, longest path first. Call it before adding
@@ -321,10 +350,13 @@ fn hash_default(d: &DefaultRoute, h: &mut impl Hasher, pools: &mut Pools) {
     hash_error_backend(&d.policy, h, pools);
 }
 
-/// A custom-error backend is a pool of the snapshot like a route's.
+/// A custom-error backend (and a canary's) is a pool of the snapshot like a route's.
 fn hash_error_backend(p: &RoutePolicy, h: &mut impl Hasher, pools: &mut Pools) {
     if let Some(e) = &p.errors {
         hash_target(&e.backend, h, pools);
+    }
+    if let Some(c) = &p.canary {
+        hash_target(&c.target, h, pools);
     }
 }
 
@@ -446,7 +478,9 @@ impl Snapshot {
             target: &'a Target,
             policy: &'a RoutePolicy,
         ) -> impl Iterator<Item = &'a Target> {
-            std::iter::once(target).chain(policy.errors.as_ref().map(|e| &e.backend))
+            std::iter::once(target)
+                .chain(policy.errors.as_ref().map(|e| &e.backend))
+                .chain(policy.canary.as_ref().map(|c| &c.target))
         }
         let rules = self.table.vhosts.iter().flat_map(|vh| {
             vh.routes

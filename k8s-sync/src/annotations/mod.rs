@@ -9,6 +9,7 @@
 
 mod access;
 pub(crate) mod body;
+mod canary;
 mod cors;
 mod errors;
 pub mod headers;
@@ -19,6 +20,7 @@ mod rewrite;
 pub(crate) mod upstream;
 
 pub use body::Bodies;
+pub use canary::CanarySettings;
 pub use cors::CorsSettings;
 pub use errors::ErrorPages;
 pub use headers::HeaderAnnotations;
@@ -52,6 +54,8 @@ pub struct IngressAnnotations {
     pub errors: ErrorPages,
     /// Access log on or off.
     pub log: Logging,
+    /// Canary: the Ingress is the canary of the main Ingress's paths.
+    pub canary: CanarySettings,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -165,6 +169,8 @@ impl IngressAnnotations {
                         out.errors.parse(name, value)
                     } else if log::KEYS.contains(&name) {
                         out.log.parse(name, value)
+                    } else if canary::KEYS.contains(&name) {
+                        out.canary.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -197,6 +203,7 @@ impl IngressAnnotations {
                 }),
             }
         }
+        out.canary.finish(prefix, &mut out.problems);
         out
     }
 }
@@ -234,7 +241,8 @@ mod tests {
                 || cors::KEYS.contains(&a.name)
                 || headers::KEYS.contains(&a.name)
                 || errors::KEYS.contains(&a.name)
-                || log::KEYS.contains(&a.name);
+                || log::KEYS.contains(&a.name)
+                || canary::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }

@@ -10,7 +10,7 @@
 //! | `Access` | [`refusal`](RoutePolicy::refusal), then [`access`](RoutePolicy::access) | 503 (fail closed), then 403 |
 //! | `Auth` | — | |
 //! | `Limit` | — | |
-//! | `Proxy` | [`upstream`](RoutePolicy::upstream), [`rewrite`](RoutePolicy::rewrite), [`body`](RoutePolicy::body), [`headers`](RoutePolicy::headers) | timeouts and retries of the upstream request; the rewritten URI, `Host`, `X-Forwarded-Prefix`; small bodies read before connecting, body size while streaming (413); `proxy-set-headers` |
+//! | `Proxy` | [`canary`](RoutePolicy::canary), [`upstream`](RoutePolicy::upstream), [`rewrite`](RoutePolicy::rewrite), [`body`](RoutePolicy::body), [`headers`](RoutePolicy::headers) | the canary's backend instead of the route's (header, cookie, weight); timeouts and retries of the upstream request; the rewritten URI, `Host`, `X-Forwarded-Prefix`; small bodies read before connecting, body size while streaming (413); `proxy-set-headers` |
 //! | `Response` | [`errors`](RoutePolicy::errors), [`headers`](RoutePolicy::headers), [`hsts`](RoutePolicy::hsts), [`cors`](RoutePolicy::cors) | a listed error status replaced by the default backend's page; `hide-headers`, `add-headers`, `custom-headers`; `Strict-Transport-Security` on HTTPS responses; CORS headers for an allowed origin |
 //!
 //! Within a phase Weir's own piece runs first, then the route's [`Steps`] of that phase in the
@@ -25,6 +25,7 @@
 
 mod access;
 mod body;
+mod canary;
 mod compression;
 mod cors;
 mod errors;
@@ -44,6 +45,7 @@ use crate::model::ServerPolicy;
 
 pub use access::{AccessList, Refusal};
 pub use body::{BodyPolicy, MAX_BUFFERED_BODY};
+pub use canary::{upstream_name, Canary, CanaryHeader, HeaderMatch};
 pub use compression::{Compression, Encoding};
 pub use cors::{Cors, OriginPattern};
 pub use errors::CustomErrors;
@@ -142,6 +144,8 @@ pub struct RoutePolicy {
     pub steps: Steps,
     /// No access log line for the route's requests (`enable-access-log: "false"`).
     pub skip_access_log: bool,
+    /// Proxy phase, first: the route's canary backend and the rules that pick it.
+    pub canary: Option<std::sync::Arc<Canary>>,
 }
 
 impl RoutePolicy {
@@ -233,6 +237,24 @@ async fn with_steps(
         }
     }
     None
+}
+
+/// The proxy phase, first: whether the request goes to the route's canary (`false` when the
+/// route has none).
+pub(crate) fn to_canary(policy: &RoutePolicy, req: &RequestHeader) -> bool {
+    policy.canary.as_ref().is_some_and(|c| c.takes(req))
+}
+
+/// The proxy phase: where the request goes, the canary's backend when [`to_canary`] said so.
+pub(crate) fn backend<'a>(
+    policy: &'a RoutePolicy,
+    target: &'a crate::model::Target,
+    canary: bool,
+) -> &'a crate::model::Target {
+    match &policy.canary {
+        Some(c) if canary => &c.target,
+        _ => target,
+    }
 }
 
 /// The proxy phase, before connecting: the peer for `addr` with the route's timeouts.

@@ -285,8 +285,11 @@ impl Values for Request<'_> {
                 })),
                 None => out.extend_from_slice(b"upstream-default-backend"),
             },
-            // Weir has no canary routing yet: always empty, as ingress-nginx without canary.
-            Var::ProxyAlternativeUpstreamName => {}
+            // The canary backend's name when the request went to it, else empty.
+            Var::ProxyAlternativeUpstreamName => match &self.resolved.policy.canary {
+                Some(c) if ctx.canary => out.extend_from_slice(c.name.as_bytes()),
+                _ => {}
+            },
             Var::UpstreamAddr => {
                 return self.attempts(out, |i, out| push_socket_addr(out, ctx.tried[i]));
             }

@@ -86,6 +86,8 @@ pub struct RequestCtx {
     peer_ip: Option<IpAddr>,
     /// `https` when the client used TLS (to us, or to a trusted proxy in front).
     scheme: &'static str,
+    /// The request goes to the route's canary backend.
+    canary: bool,
 }
 
 impl WeirProxy {
@@ -146,7 +148,8 @@ impl WeirProxy {
             Error::explain(ErrorType::InternalError, "no snapshot in request context")
         })?;
         let resolved = snapshot.resolve(ctx.route);
-        let Target::Pool(pool) = resolved.target else {
+        let Target::Pool(pool) = policy::backend(resolved.policy, resolved.target, ctx.canary)
+        else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(404),
                 "no upstream for route",
@@ -186,7 +189,7 @@ fn retry_allowed(
         return false;
     };
     let resolved = snapshot.resolve(ctx.route);
-    let left = match resolved.target {
+    let left = match policy::backend(resolved.policy, resolved.target, ctx.canary) {
         Target::Pool(p) => p.endpoints().len() > ctx.tries,
         Target::NotFound => false,
     };
@@ -234,6 +237,7 @@ impl ProxyHttp for WeirProxy {
             client_ip: None,
             peer_ip: None,
             scheme: "http",
+            canary: false,
         }
     }
 
@@ -275,7 +279,8 @@ impl ProxyHttp for WeirProxy {
             local::linger(session).await;
             return Ok(true);
         }
-        let status = match resolved.target {
+        ctx.canary = policy::to_canary(resolved.policy, req);
+        let status = match policy::backend(resolved.policy, resolved.target, ctx.canary) {
             Target::NotFound => 404,
             Target::Pool(p) if p.is_empty() => 503,
             Target::Pool(_) => {
@@ -658,28 +663,30 @@ impl ProxyHttp for WeirProxy {
         let Some(metrics) = &self.metrics else { return };
         let resolved = snapshot.resolve(ctx.route);
         let req = session.req_header();
-        let series = snapshot
-            .series(ctx.route)
-            .get(metrics, status, &req.method, || {
-                let status_text = http::StatusCode::from_u16(status)
-                    .map(|c| c.as_str().to_string())
-                    .unwrap_or_else(|_| status.to_string());
-                let meta = resolved.meta;
-                [
-                    status_text,
-                    req.method.as_str().to_string(),
-                    meta.path.to_string(),
-                    meta.namespace.to_string(),
-                    meta.ingress.to_string(),
-                    meta.service.to_string(),
-                    resolved.host.to_string(),
-                    if meta.canary {
-                        meta.service.to_string()
-                    } else {
-                        String::new()
-                    },
-                ]
-            });
+        let series =
+            snapshot
+                .series(ctx.route)
+                .get(metrics, status, &req.method, ctx.canary, || {
+                    let status_text = http::StatusCode::from_u16(status)
+                        .map(|c| c.as_str().to_string())
+                        .unwrap_or_else(|_| status.to_string());
+                    let meta = resolved.meta;
+                    [
+                        status_text,
+                        req.method.as_str().to_string(),
+                        meta.path.to_string(),
+                        meta.namespace.to_string(),
+                        meta.ingress.to_string(),
+                        meta.service.to_string(),
+                        resolved.host.to_string(),
+                        match &resolved.policy.canary {
+                            // As ingress-nginx: the canary backend's name, the route's other labels.
+                            Some(c) if ctx.canary => c.name.to_string(),
+                            _ if meta.canary => meta.service.to_string(),
+                            _ => String::new(),
+                        },
+                    ]
+                });
         series.requests.inc();
         series
             .request_duration
