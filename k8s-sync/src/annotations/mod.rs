@@ -11,6 +11,7 @@ mod access;
 pub(crate) mod body;
 mod cors;
 mod errors;
+pub mod external_auth;
 pub mod headers;
 mod log;
 mod redirect;
@@ -21,6 +22,7 @@ pub(crate) mod upstream;
 pub use body::Bodies;
 pub use cors::CorsSettings;
 pub use errors::ErrorPages;
+pub use external_auth::{AuthSettings, ExternalAuthAnnotations};
 pub use headers::HeaderAnnotations;
 pub use log::Logging;
 pub use redirect::Redirects;
@@ -52,6 +54,8 @@ pub struct IngressAnnotations {
     pub errors: ErrorPages,
     /// Access log on or off.
     pub log: Logging,
+    /// Authentication by an external service (`auth-url`, `enable-global-auth`).
+    pub external_auth: ExternalAuthAnnotations,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -165,6 +169,8 @@ impl IngressAnnotations {
                         out.errors.parse(name, value)
                     } else if log::KEYS.contains(&name) {
                         out.log.parse(name, value)
+                    } else if external_auth::KEYS.contains(&name) {
+                        out.external_auth.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -234,7 +240,8 @@ mod tests {
                 || cors::KEYS.contains(&a.name)
                 || headers::KEYS.contains(&a.name)
                 || errors::KEYS.contains(&a.name)
-                || log::KEYS.contains(&a.name);
+                || log::KEYS.contains(&a.name)
+                || external_auth::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }
@@ -296,11 +303,17 @@ mod tests {
         let bad_list = parse(&[("denylist-source-range", "10.0.0.0/33")]);
         assert!(bad_list.refusal.is_some());
         assert_eq!(bad_list.problems[0].metric_label(), "invalid_guard");
-        let auth = parse(&[("auth-url", "http://auth/")]);
+        let auth = parse(&[("auth-keepalive-share-vars", "true")]);
         assert!(auth.refusal.is_some());
         assert!(auth.problems[0]
             .to_string()
-            .contains("auth-url (authentication) is not supported"));
+            .contains("auth-keepalive-share-vars (authentication) is not supported"));
+        // A malformed auth-url refuses service; a good one does not.
+        let bad_url = parse(&[("auth-url", "auth.example/check")]);
+        assert!(bad_url.refusal.is_some());
+        assert_eq!(bad_url.problems[0].metric_label(), "invalid_guard");
+        assert!(bad_url.problems[0].to_string().contains("auth.example/check"));
+        assert_eq!(parse(&[("auth-url", "http://auth/")]).refusal, None);
         // A refused snippet never refuses service, even under auth-.
         assert_eq!(parse(&[("auth-snippet", "x")]).refusal, None);
         // A bad boolean is ignored, not fatal.

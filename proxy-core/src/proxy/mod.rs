@@ -86,6 +86,8 @@ pub struct RequestCtx {
     peer_ip: Option<IpAddr>,
     /// `https` when the client used TLS (to us, or to a trusted proxy in front).
     scheme: &'static str,
+    /// What a passed external authentication changes upstream and on the response.
+    auth: Option<Box<policy::AuthGrant>>,
 }
 
 impl WeirProxy {
@@ -234,6 +236,7 @@ impl ProxyHttp for WeirProxy {
             client_ip: None,
             peer_ip: None,
             scheme: "http",
+            auth: None,
         }
     }
 
@@ -268,7 +271,8 @@ impl ProxyHttp for WeirProxy {
         let step_request =
             StepRequest::new(req, ctx.client_ip, ctx.scheme == "https", &host, &path);
         if let Some(answer) =
-            policy::on_request(resolved.policy, &step_request, snapshot.server()).await
+            policy::on_request(resolved.policy, &step_request, snapshot.server(), &mut ctx.auth)
+                .await
         {
             ctx.local_status = Some(answer.status.as_u16());
             local::send(session, answer, resolved.policy.headers.as_deref()).await?;
@@ -365,6 +369,9 @@ impl ProxyHttp for WeirProxy {
                 request_id,
             },
         )?;
+        if let Some(grant) = &ctx.auth {
+            grant.on_upstream_request(upstream_request)?;
+        }
         match &ctx.snapshot {
             Some(snapshot) => {
                 policy::on_upstream_request(&snapshot.resolve(ctx.route), upstream_request)
@@ -398,6 +405,9 @@ impl ProxyHttp for WeirProxy {
                     );
                 }
             }
+        }
+        if let Some(grant) = &ctx.auth {
+            grant.on_response(upstream_response)?;
         }
         match &ctx.snapshot {
             Some(snapshot) => policy::on_response(
