@@ -8,6 +8,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,8 @@ impl Seen {
 struct AuthServer {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections accepted.
+    connections: Arc<AtomicUsize>,
 }
 
 impl AuthServer {
@@ -46,15 +49,21 @@ impl AuthServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (log, count) = (seen.clone(), connections.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
+                count.fetch_add(1, Ordering::SeqCst);
                 let log = log.clone();
                 std::thread::spawn(move || serve(conn, &log));
             }
         });
-        AuthServer { addr, seen }
+        AuthServer {
+            addr,
+            seen,
+            connections,
+        }
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -203,35 +212,73 @@ fn auth_answers_decide_and_the_sub_request_carries_the_original_request() {
                 ("auth-response-headers", "X-User, X-Groups, X-Missing"),
             ],
         ),
-        ingress_ann("d401", "d401.test", "/", "app", &[("auth-url", &auth.url("/401"))]),
-        ingress_ann("d403", "d403.test", "/", "app", &[("auth-url", &auth.url("/403"))]),
-        ingress_ann("d404", "d404.test", "/", "app", &[("auth-url", &auth.url("/404"))]),
+        ingress_ann(
+            "d401",
+            "d401.test",
+            "/",
+            "app",
+            &[("auth-url", &auth.url("/401"))],
+        ),
+        ingress_ann(
+            "d403",
+            "d403.test",
+            "/",
+            "app",
+            &[("auth-url", &auth.url("/403"))],
+        ),
+        ingress_ann(
+            "d404",
+            "d404.test",
+            "/",
+            "app",
+            &[("auth-url", &auth.url("/404"))],
+        ),
         ingress_ann(
             "post",
             "post.test",
             "/",
             "app",
             &[
-                ("auth-url", &auth.url("/allow/post?h=$host&u=$escaped_request_uri")),
+                (
+                    "auth-url",
+                    &auth.url("/allow/post?h=$host&u=$escaped_request_uri"),
+                ),
                 ("auth-method", "POST"),
                 ("auth-request-redirect", "https://$host/back"),
             ],
         ),
-        ingress_ann("bad", "bad.test", "/", "app", &[("auth-url", "auth.example/check")]),
+        ingress_ann(
+            "bad",
+            "bad.test",
+            "/",
+            "app",
+            &[("auth-url", "auth.example/check")],
+        ),
     ];
     let (_m, w) = start(&app, &ings, &[]);
 
     let r = w.get_with(
         "allow.test",
         "/p?q=1",
-        &[("X-Client", "c"), ("X-Missing", "forged"), ("X-User", "forged")],
+        &[
+            ("X-Client", "c"),
+            ("X-Missing", "forged"),
+            ("X-User", "forged"),
+        ],
     );
     assert_eq!(r.server(), "app");
     assert_eq!(echo_header(&r, "x-user").as_deref(), Some("alice"), "{r:?}");
     assert_eq!(echo_header(&r, "x-groups").as_deref(), Some("admins"));
-    assert_eq!(echo_header(&r, "x-missing"), None, "not taken from the client");
+    assert_eq!(
+        echo_header(&r, "x-missing"),
+        None,
+        "not taken from the client"
+    );
     assert_eq!(r.header("set-cookie"), Some("auth=1; Path=/"), "{r:?}");
-    let s = auth.seen_for("/allow").pop().expect("the auth service was asked");
+    let s = auth
+        .seen_for("/allow")
+        .pop()
+        .expect("the auth service was asked");
     assert_eq!(s.method, "GET");
     assert_eq!(s.target, "/allow");
     assert_eq!(s.header("x-original-url"), Some("http://allow.test/p?q=1"));
@@ -248,19 +295,34 @@ fn auth_answers_decide_and_the_sub_request_carries_the_original_request() {
     let r = w.get("d401.test", "/");
     assert_eq!(r.status, 401, "{r:?}");
     assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"sso\""));
-    assert_eq!(r.header("set-cookie"), None, "only with auth-always-set-cookie");
+    assert_eq!(
+        r.header("set-cookie"),
+        None,
+        "only with auth-always-set-cookie"
+    );
     assert_eq!(w.get("d403.test", "/").status, 403);
-    assert_eq!(w.get("d404.test", "/").status, 500, "another status is an error");
-    assert_eq!(app.received(), served, "no denied request reached the upstream");
+    assert_eq!(
+        w.get("d404.test", "/").status,
+        500,
+        "another status is an error"
+    );
+    assert_eq!(
+        app.received(),
+        served,
+        "no denied request reached the upstream"
+    );
 
-    let r = w.get("post.test", "/a b?x=1");
+    let r = w.get("post.test", "/a%20b?x=1");
     assert_eq!(r.server(), "app");
     let s = auth.seen_for("/allow/post").pop().unwrap();
     assert_eq!(s.method, "POST");
-    assert_eq!(s.target, "/allow/post?h=post.test&u=%2Fa%20b%3Fx%3D1");
-    assert_eq!(s.header("x-original-uri"), Some("/a b?x=1"));
+    assert_eq!(s.target, "/allow/post?h=post.test&u=%2Fa%2520b%3Fx%3D1");
+    assert_eq!(s.header("x-original-uri"), Some("/a%20b?x=1"));
     assert_eq!(s.header("x-scheme"), Some("http"));
-    assert_eq!(s.header("x-auth-request-redirect"), Some("https://post.test/back"));
+    assert_eq!(
+        s.header("x-auth-request-redirect"),
+        Some("https://post.test/back")
+    );
 
     let r = w.get("bad.test", "/");
     assert_eq!(r.status, 503, "a malformed auth-url fails closed: {r:?}");
@@ -325,7 +387,11 @@ fn signin_redirects_with_the_original_url() {
     let r = w.get_with("signin.test", "/", &[("Authorization", "Bearer ok")]);
     assert_eq!(r.server(), "app");
     let r = w.get("always.test", "/");
-    assert_eq!((r.status, r.header("set-cookie")), (401, Some("tried=1")), "{r:?}");
+    assert_eq!(
+        (r.status, r.header("set-cookie")),
+        (401, Some("tried=1")),
+        "{r:?}"
+    );
 }
 
 /// The auth service down (a closed port) or not answering within `proxy-read-timeout` (1 s):
@@ -354,8 +420,14 @@ fn auth_service_down_or_slow_answers_500() {
     let r = w.get("slow.test", "/");
     let took = started.elapsed();
     assert_eq!(r.status, 500, "{r:?}");
-    assert!(took >= Duration::from_millis(900), "waited for the timeout: {took:?}");
-    assert!(took < Duration::from_secs(6), "bounded by the read timeout: {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "waited for the timeout: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(6),
+        "bounded by the read timeout: {took:?}"
+    );
     assert_eq!(app.received(), 0);
 }
 
@@ -456,7 +528,11 @@ fn global_auth_from_the_configmap_with_exemptions() {
     );
     assert_eq!(auth.seen().len(), asked, "exempt requests ask nobody");
     let r = w.get("own.test", "/");
-    assert_eq!(echo_header(&r, "x-user"), None, "global response headers do not apply");
+    assert_eq!(
+        echo_header(&r, "x-user"),
+        None,
+        "global response headers do not apply"
+    );
     assert_eq!(r.server(), "app");
     assert_eq!(auth.seen_for("/allow").len(), 1);
 
@@ -496,7 +572,11 @@ fn https_auth_url_and_headers_from_a_configmap() {
     );
     m.write(
         "hdrs.yaml",
-        &configmap("ns", "auth-hdrs", &[("X-Tenant", "blue"), ("X-Asked-For", "$host")]),
+        &configmap(
+            "ns",
+            "auth-hdrs",
+            &[("X-Tenant", "blue"), ("X-Asked-For", "$host")],
+        ),
     );
     let mut w = Weir::start(m.path(), &[]);
     let tls_url = format!("https://127.0.0.1:{}/tls-auth/allow", w.https.port());
@@ -527,4 +607,58 @@ fn https_auth_url_and_headers_from_a_configmap() {
     // The upstream of the HTTPS route saw TLS: it was asked through Weir's HTTPS listener.
     assert_eq!(s.header("x-forwarded-proto"), Some("https"), "{s:?}");
     w.kill();
+}
+
+/// `auth-keepalive`: sub-requests reuse idle connections to the auth service; without it (the
+/// default) each sub-request has its own connection, closed after the answer.
+#[test]
+fn keepalive_reuses_connections_to_the_auth_service() {
+    let pooled = AuthServer::start();
+    let fresh = AuthServer::start();
+    let app = EchoServer::start("app").unwrap();
+    let ings = [
+        ingress_ann(
+            "pooled",
+            "pooled.test",
+            "/",
+            "app",
+            &[
+                ("auth-url", &pooled.url("/allow")),
+                ("auth-keepalive", "4"),
+                ("auth-keepalive-timeout", "30"),
+            ],
+        ),
+        ingress_ann(
+            "fresh",
+            "fresh.test",
+            "/",
+            "app",
+            &[("auth-url", &fresh.url("/allow"))],
+        ),
+    ];
+    let (_m, w) = start(&app, &ings, &[]);
+    for _ in 0..5 {
+        assert_eq!(w.get("pooled.test", "/").server(), "app");
+        assert_eq!(w.get("fresh.test", "/").server(), "app");
+    }
+    assert_eq!(pooled.seen().len(), 5);
+    assert_eq!(
+        pooled.connections.load(Ordering::SeqCst),
+        1,
+        "one reused connection"
+    );
+    assert!(pooled
+        .seen()
+        .iter()
+        .all(|s| s.header("connection").is_none()));
+    assert_eq!(fresh.seen().len(), 5);
+    assert_eq!(
+        fresh.connections.load(Ordering::SeqCst),
+        5,
+        "a connection each"
+    );
+    assert!(fresh
+        .seen()
+        .iter()
+        .all(|s| s.header("connection") == Some("close")));
 }

@@ -21,8 +21,8 @@ mod compression;
 mod global_auth;
 mod headers;
 
-pub(crate) use headers::object_ref;
 pub use global_auth::GlobalAuth;
+pub(crate) use headers::object_ref;
 pub use headers::HeaderKeys;
 
 use std::time::Duration;

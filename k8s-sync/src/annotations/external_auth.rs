@@ -66,9 +66,10 @@ impl AuthSettings {
             "method" => self.method = Some(method(v)?),
             "signin" => {
                 Signin::new(v, "rd").map_err(|e| e.to_string())?;
-                if !(v.starts_with("http://") || v.starts_with("https://") || v.starts_with('$'))
-                {
-                    return Err(format!("expected an http:// or https:// URL, got {value:?}"));
+                if !(v.starts_with("http://") || v.starts_with("https://") || v.starts_with('$')) {
+                    return Err(format!(
+                        "expected an http:// or https:// URL, got {value:?}"
+                    ));
                 }
                 self.signin = Some(v.to_string());
             }
@@ -120,9 +121,10 @@ impl AuthSettings {
         auth.proxy_set_headers = proxy_set_headers;
         auth.cache = self.cache_key.clone().map(|key| AuthCache {
             key,
-            rules: self.cache_duration.clone().unwrap_or_else(|| {
-                cache_durations(DEFAULT_CACHE_DURATION).unwrap_or_default()
-            }),
+            rules: self
+                .cache_duration
+                .clone()
+                .unwrap_or_else(|| cache_durations(DEFAULT_CACHE_DURATION).unwrap_or_default()),
         });
         auth.always_set_cookie = self.always_set_cookie;
         // As ingress-nginx: keepalive is off for a bad companion value or a host with variables.
@@ -131,7 +133,9 @@ impl AuthSettings {
         if self.keepalive_requests.unwrap_or(1000) <= 0
             || timeout <= 0
             || auth.url().split("://").nth(1).is_some_and(|rest| {
-                rest.split('/').next().is_some_and(|host| host.contains('$'))
+                rest.split('/')
+                    .next()
+                    .is_some_and(|host| host.contains('$'))
             })
         {
             connections = 0;
@@ -229,13 +233,14 @@ pub(crate) fn resolve(
         for (k, v) in cm.data.iter().flatten() {
             let name = header_name(k)
                 .map_err(|e| format!("auth-proxy-set-headers: ConfigMap {key}: {e}"))?;
-            let value = Template::parse(v).map_err(|e| {
-                format!("auth-proxy-set-headers: ConfigMap {key}: header {k}: {e}")
-            })?;
+            let value = Template::parse(v)
+                .map_err(|e| format!("auth-proxy-set-headers: ConfigMap {key}: header {k}: {e}"))?;
             headers.push((name, value));
         }
     }
-    Ok(a.settings.piece(&ing.order.name, headers).map(std::sync::Arc::new))
+    Ok(a.settings
+        .piece(&ing.order.name, headers)
+        .map(std::sync::Arc::new))
 }
 
 /// An HTTP method ingress-nginx accepts for `auth-method`.
@@ -287,7 +292,9 @@ pub(crate) fn cache_durations(v: &str) -> Result<Vec<CacheRule>, String> {
         let mut seen_time = false;
         for word in entry.split_whitespace() {
             if word.len() == 3 && word.bytes().all(|b| b.is_ascii_digit()) && !seen_time {
-                let code: u16 = word.parse().map_err(|_| format!("invalid status {word:?}"))?;
+                let code: u16 = word
+                    .parse()
+                    .map_err(|_| format!("invalid status {word:?}"))?;
                 if !(100..=599).contains(&code) {
                     return Err(format!("invalid status {word:?} in {entry:?}"));
                 }
@@ -295,8 +302,8 @@ pub(crate) fn cache_durations(v: &str) -> Result<Vec<CacheRule>, String> {
             } else if word == "any" && !seen_time {
                 rule.any = true;
             } else {
-                rule.ttl += nginx_time(word)
-                    .ok_or_else(|| format!("invalid cache duration {entry:?}"))?;
+                rule.ttl +=
+                    nginx_time(word).ok_or_else(|| format!("invalid cache duration {entry:?}"))?;
                 seen_time = true;
             }
         }
@@ -345,7 +352,10 @@ mod tests {
     #[test]
     fn full_set_builds_the_piece() {
         let a = parse(&[
-            ("auth-url", "https://auth.example/check?u=$escaped_request_uri"),
+            (
+                "auth-url",
+                "https://auth.example/check?u=$escaped_request_uri",
+            ),
             ("auth-method", "POST"),
             ("auth-signin", "https://login.example/start"),
             ("auth-signin-redirect-param", "orig"),
@@ -376,12 +386,31 @@ mod tests {
     #[test]
     fn keepalive_off_for_bad_companions_and_variable_hosts() {
         let p = |pairs: &[(&str, &str)]| {
-            parse(pairs).unwrap().settings.piece("s", Vec::new()).unwrap().keepalive.connections
+            parse(pairs)
+                .unwrap()
+                .settings
+                .piece("s", Vec::new())
+                .unwrap()
+                .keepalive
+                .connections
         };
         assert_eq!(p(&[("auth-url", "http://a/"), ("auth-keepalive", "-3")]), 0);
-        assert_eq!(p(&[("auth-url", "http://a/"), ("auth-keepalive", "4"), ("auth-keepalive-requests", "0")]), 0);
-        assert_eq!(p(&[("auth-url", "http://$host/"), ("auth-keepalive", "4")]), 0);
-        assert_eq!(p(&[("auth-url", "http://a/$host"), ("auth-keepalive", "4")]), 4);
+        assert_eq!(
+            p(&[
+                ("auth-url", "http://a/"),
+                ("auth-keepalive", "4"),
+                ("auth-keepalive-requests", "0")
+            ]),
+            0
+        );
+        assert_eq!(
+            p(&[("auth-url", "http://$host/"), ("auth-keepalive", "4")]),
+            0
+        );
+        assert_eq!(
+            p(&[("auth-url", "http://a/$host"), ("auth-keepalive", "4")]),
+            4
+        );
     }
 
     #[test]

@@ -312,7 +312,9 @@ mod tests {
         let bad_url = parse(&[("auth-url", "auth.example/check")]);
         assert!(bad_url.refusal.is_some());
         assert_eq!(bad_url.problems[0].metric_label(), "invalid_guard");
-        assert!(bad_url.problems[0].to_string().contains("auth.example/check"));
+        assert!(bad_url.problems[0]
+            .to_string()
+            .contains("auth.example/check"));
         assert_eq!(parse(&[("auth-url", "http://auth/")]).refusal, None);
         // A refused snippet never refuses service, even under auth-.
         assert_eq!(parse(&[("auth-snippet", "x")]).refusal, None);

@@ -104,10 +104,7 @@ impl GlobalAuthKeys {
 
     pub(super) fn finish(self) -> GlobalAuth {
         GlobalAuth {
-            auth: self
-                .settings
-                .piece("global", Vec::new())
-                .map(Arc::new),
+            auth: self.settings.piece("global", Vec::new()).map(Arc::new),
             refusal: self.refusal,
             no_auth_locations: self
                 .no_auth_locations
@@ -146,10 +143,14 @@ mod tests {
             ("no-auth-locations", "/public, /health"),
         ]);
         assert!(e.is_empty(), "{e:?}");
-        let a = g.auth.unwrap();
+        let a = g.auth.clone().unwrap();
         assert_eq!(a.url(), "http://auth.sso.svc/check");
         assert!(a.signin.is_some() && a.cache.is_some() && a.always_set_cookie);
-        assert!(g.exempts("/public/x") && g.exempts("/health") && !g.exempts("/.well-known/acme-challenge"));
+        assert!(
+            g.exempts("/public/x")
+                && g.exempts("/health")
+                && !g.exempts("/.well-known/acme-challenge")
+        );
     }
 
     #[test]

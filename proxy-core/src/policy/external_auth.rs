@@ -296,10 +296,10 @@ impl Signin {
         let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
         let separator = if query.is_empty() {
             Some('?')
-        } else if query
-            .split('&')
-            .any(|kv| kv.strip_prefix(param).is_some_and(|v| v.starts_with('=') && v.len() > 1))
-        {
+        } else if query.split('&').any(|kv| {
+            kv.strip_prefix(param)
+                .is_some_and(|v| v.starts_with('=') && v.len() > 1)
+        }) {
             None
         } else {
             Some('&')
@@ -321,7 +321,11 @@ impl Signin {
             out.push_str(req.scheme());
             out.push_str("://");
             out.push_str(http_host(req));
-            let uri = req.header().uri.path_and_query().map_or("/", |p| p.as_str());
+            let uri = req
+                .header()
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str());
             escape_into(uri, &mut out);
         }
         out
@@ -470,7 +474,10 @@ impl AuthGrant {
     pub(crate) fn on_response(&self, resp: &mut ResponseHeader) -> pingora::Result<()> {
         let status = resp.status.as_u16();
         if self.always_set_cookie
-            || matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308)
+            || matches!(
+                status,
+                200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+            )
         {
             for c in &self.cookies {
                 resp.append_header(http::header::SET_COOKIE, c.clone())?;
@@ -625,7 +632,8 @@ fn decide(auth: &ExternalAuth, req: &StepRequest<'_>, answer: Answer) -> AuthOut
             AuthOutcome::Answer(resp)
         }
         status @ (401 | 403) => {
-            let mut resp = LocalResponse::page(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN));
+            let mut resp =
+                LocalResponse::page(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN));
             if status == 401 {
                 for (n, v) in &answer.headers {
                     if n == http::header::WWW_AUTHENTICATE {
@@ -641,7 +649,12 @@ fn decide(auth: &ExternalAuth, req: &StepRequest<'_>, answer: Answer) -> AuthOut
             AuthOutcome::Answer(resp)
         }
         other => {
-            tracing::warn!(auth_url = auth.url(), host = req.host(), status = other, "external authentication answered an unexpected status");
+            tracing::warn!(
+                auth_url = auth.url(),
+                host = req.host(),
+                status = other,
+                "external authentication answered an unexpected status"
+            );
             AuthOutcome::Answer(LocalResponse::page(StatusCode::INTERNAL_SERVER_ERROR))
         }
     }
@@ -839,7 +852,13 @@ mod tests {
     use super::*;
 
     fn req(header: &RequestHeader) -> StepRequest<'_> {
-        StepRequest::new(header, Some("192.0.2.7".parse().unwrap()), true, "a.test", "/p/q")
+        StepRequest::new(
+            header,
+            Some("192.0.2.7".parse().unwrap()),
+            true,
+            "a.test",
+            "/p/q",
+        )
     }
 
     #[test]
@@ -875,9 +894,15 @@ mod tests {
         }
         let a = ExternalAuth::new("https://[::1]:9443/check?x=1").unwrap();
         let t = a.fixed.unwrap();
-        assert_eq!((t.tls, t.port, &*t.path_and_query), (true, 9443, "/check?x=1"));
+        assert_eq!(
+            (t.tls, t.port, &*t.path_and_query),
+            (true, 9443, "/check?x=1")
+        );
         assert_eq!(t.ip, Some("::1".parse().unwrap()));
-        assert!(ExternalAuth::new("http://$host/auth").unwrap().fixed.is_none());
+        assert!(ExternalAuth::new("http://$host/auth")
+            .unwrap()
+            .fixed
+            .is_none());
     }
 
     #[test]
@@ -889,18 +914,38 @@ mod tests {
             loc("http://a.test/auth/start", "rd"),
             "http://a.test/auth/start?rd=http://%2F%3Fa%3Db%26c%3Dd"
         );
-        assert_eq!(loc("http://s/start?x=1", "orig"), "http://s/start?x=1&orig=http://%2F%3Fa%3Db%26c%3Dd");
-        assert_eq!(loc("http://s/start?rd=/home", "rd"), "http://s/start?rd=/home");
+        assert_eq!(
+            loc("http://s/start?x=1", "orig"),
+            "http://s/start?x=1&orig=http://%2F%3Fa%3Db%26c%3Dd"
+        );
+        assert_eq!(
+            loc("http://s/start?rd=/home", "rd"),
+            "http://s/start?rd=/home"
+        );
     }
 
     #[test]
     fn cache_rules_by_status() {
         let rules = [
-            CacheRule { statuses: vec![200, 202], any: false, ttl: Duration::from_secs(600) },
-            CacheRule { statuses: vec![], any: false, ttl: Duration::from_secs(5) },
+            CacheRule {
+                statuses: vec![200, 202],
+                any: false,
+                ttl: Duration::from_secs(600),
+            },
+            CacheRule {
+                statuses: vec![],
+                any: false,
+                ttl: Duration::from_secs(5),
+            },
         ];
-        assert_eq!(CacheRule::ttl_for(&rules, 202), Some(Duration::from_secs(600)));
-        assert_eq!(CacheRule::ttl_for(&rules, 302), Some(Duration::from_secs(5)));
+        assert_eq!(
+            CacheRule::ttl_for(&rules, 202),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            CacheRule::ttl_for(&rules, 302),
+            Some(Duration::from_secs(5))
+        );
         assert_eq!(CacheRule::ttl_for(&rules, 401), None);
     }
 
@@ -908,7 +953,10 @@ mod tests {
     fn grant_sets_or_removes_headers_and_cookies_follow_nginx() {
         let grant = AuthGrant {
             upstream: vec![
-                ("x-user".parse().unwrap(), Some(HeaderValue::from_static("me"))),
+                (
+                    "x-user".parse().unwrap(),
+                    Some(HeaderValue::from_static("me")),
+                ),
                 ("x-groups".parse().unwrap(), None),
             ],
             cookies: vec![HeaderValue::from_static("s=1")],

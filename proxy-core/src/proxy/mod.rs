@@ -270,9 +270,13 @@ impl ProxyHttp for WeirProxy {
         let resolved = snapshot.resolve(ctx.route);
         let step_request =
             StepRequest::new(req, ctx.client_ip, ctx.scheme == "https", &host, &path);
-        if let Some(answer) =
-            policy::on_request(resolved.policy, &step_request, snapshot.server(), &mut ctx.auth)
-                .await
+        if let Some(answer) = policy::on_request(
+            resolved.policy,
+            &step_request,
+            snapshot.server(),
+            &mut ctx.auth,
+        )
+        .await
         {
             ctx.local_status = Some(answer.status.as_u16());
             local::send(session, answer, resolved.policy.headers.as_deref()).await?;
