@@ -254,6 +254,26 @@ fn auth_answers_decide_and_the_sub_request_carries_the_original_request() {
             "app",
             &[("auth-url", "auth.example/check")],
         ),
+        ingress_ann(
+            "nocm",
+            "nocm.test",
+            "/",
+            "app",
+            &[
+                ("auth-url", &auth.url("/allow")),
+                ("auth-proxy-set-headers", "missing"),
+            ],
+        ),
+        ingress_ann(
+            "othns",
+            "othns.test",
+            "/",
+            "app",
+            &[
+                ("auth-url", &auth.url("/allow")),
+                ("auth-proxy-set-headers", "other/hdrs"),
+            ],
+        ),
     ];
     let (_m, w) = start(&app, &ings, &[]);
 
@@ -327,6 +347,11 @@ fn auth_answers_decide_and_the_sub_request_carries_the_original_request() {
     let r = w.get("bad.test", "/");
     assert_eq!(r.status, 503, "a malformed auth-url fails closed: {r:?}");
     w.wait_log("auth.example/check");
+    // auth-proxy-set-headers naming a missing ConfigMap, or one in another namespace.
+    assert_eq!(w.get("nocm.test", "/").status, 503);
+    w.wait_log("ConfigMap ns/missing not found");
+    assert_eq!(w.get("othns.test", "/").status, 503);
+    w.wait_log("not in the Ingress's namespace");
 }
 
 /// `auth-signin`: a 401 becomes a 302 to the sign-in URL with `rd=` the original URL escaped
