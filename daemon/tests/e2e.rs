@@ -897,7 +897,7 @@ fn unsupported_authentication_annotations_fail_closed() {
     let protected = edit(
         &ingress("ns", "protected", &[("auth.test", "Prefix", "/", "a")]),
         "metadata: {name: protected, namespace: ns}\n",
-        "metadata:\n  name: protected\n  namespace: ns\n  annotations:\n    nginx.ingress.kubernetes.io/auth-url: http://auth.example/verify\n",
+        "metadata:\n  name: protected\n  namespace: ns\n  annotations:\n    nginx.ingress.kubernetes.io/auth-keepalive-share-vars: \"true\"\n",
     );
     let snippet = edit(
         &ingress("ns", "snippet", &[("snippet.test", "Prefix", "/", "a")]),
@@ -911,7 +911,7 @@ fn unsupported_authentication_annotations_fail_closed() {
         503,
         "never served without its authentication"
     );
-    w.wait_log("auth-url (authentication) is not supported");
+    w.wait_log("auth-keepalive-share-vars (authentication) is not supported");
     assert_eq!(w.get("snippet.test", "/").server(), "a");
     w.wait_log("configuration-snippet is refused");
 }

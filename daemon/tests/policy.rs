@@ -188,12 +188,7 @@ fn every_route_kind_is_served_without_a_policy() {
 #[test]
 fn unsupported_authentication_refuses_every_route_kind() {
     for kind in KINDS {
-        let case = Case::start(
-            kind,
-            &[("auth-url", "http://auth.example/verify")],
-            false,
-            &[],
-        );
+        let case = Case::start(kind, &[("auth-keepalive-share-vars", "true")], false, &[]);
         assert_eq!(case.get(kind).status, 503, "{kind:?}");
         assert_eq!(
             case.reached(),

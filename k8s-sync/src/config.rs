@@ -11,14 +11,17 @@
 //! headers (`add-headers`, `proxy-set-headers`, `hide-headers`,
 //! `global-allowed-response-headers`), `custom-http-errors`, the access log
 //! (`log-format-upstream`, `log-format-escape-*`, `disable-access-log`, `skip-access-log-urls`,
-//! `enable-access-log-for-default-backend`), and
+//! `enable-access-log-for-default-backend`), global external authentication (`global-auth-*`,
+//! `no-auth-locations`), and
 //! `ssl-protocols` / `use-http2` / `server-tokens` at their defaults. A bad value keeps
 //! the default for that key and is reported; a key Weir does not implement yet is reported once.
 
 mod access_log;
 mod compression;
+mod global_auth;
 mod headers;
 
+pub use global_auth::GlobalAuth;
 pub(crate) use headers::object_ref;
 pub use headers::HeaderKeys;
 
@@ -38,6 +41,8 @@ pub struct GlobalConfig {
     pub server: ServerPolicy,
     /// Header and error page keys, resolved against other objects at each build.
     pub headers: HeaderKeys,
+    /// `global-auth-url` and its companions, `no-auth-locations`.
+    pub global_auth: GlobalAuth,
 }
 
 impl Default for GlobalConfig {
@@ -51,6 +56,7 @@ impl Default for GlobalConfig {
                 ..ServerPolicy::default()
             },
             headers: HeaderKeys::default(),
+            global_auth: GlobalAuth::default(),
         }
     }
 }
@@ -99,11 +105,13 @@ impl GlobalConfig {
             (true, 31_536_000u64, true, false);
         let mut compression = compression::CompressionKeys::default();
         let mut access_log = access_log::AccessLogKeys::default();
+        let mut global_auth = global_auth::GlobalAuthKeys::default();
         for (key, value) in data {
             let result = match key.as_str() {
                 k if compression::KEYS.contains(&k) => compression.parse(k, value),
                 k if headers::KEYS.contains(&k) => cfg.headers.parse(k, value),
                 k if access_log::KEYS.contains(&k) => access_log.parse(k, value),
+                k if global_auth::KEYS.contains(&k) => global_auth.parse(k, value),
                 "ssl-redirect" => boolean(value).map(|b| cfg.ssl_redirect = b),
                 "hsts" => boolean(value).map(|b| hsts = b),
                 "hsts-include-subdomains" => boolean(value).map(|b| subdomains = b),
@@ -216,6 +224,7 @@ impl GlobalConfig {
         }
         cfg.server.hsts = hsts.then(|| hsts_value(max_age, subdomains, preload));
         cfg.server.compression = compression.finish();
+        cfg.global_auth = global_auth.finish();
         let (log, log_problem) = access_log.finish();
         cfg.server.access_log = log;
         if let Some(message) = log_problem {

@@ -127,6 +127,7 @@ impl Syncer {
                 tls_hosts: &tls.tls_hosts,
                 allowed_response_headers: &global.headers.allowed_response_headers,
                 custom_http_errors: &global.headers.custom_http_errors,
+                global_auth: &global.global_auth,
             },
             &self.pools,
             &mut self.backends,

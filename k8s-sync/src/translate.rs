@@ -68,6 +68,7 @@ impl<'a> IngressPolicies<'a> {
             body: a.body.apply(&base.body),
             headers: resolved.headers,
             errors: resolved.errors,
+            external_auth: resolved.external_auth,
             skip_access_log: a.log.skip_access_log(),
             ..base.clone()
         });
@@ -115,6 +116,8 @@ impl<'a> IngressPolicies<'a> {
 struct Resolved {
     headers: Option<Arc<HeaderPolicy>>,
     errors: Option<Arc<CustomErrors>>,
+    /// External authentication (`auth-url`, or the ConfigMap's `global-auth-url`).
+    external_auth: Option<Arc<proxy_core::ExternalAuth>>,
     /// Why the Ingress must not be served (a `custom-headers` problem, as ingress-nginx).
     refusal: Option<String>,
 }
@@ -161,6 +164,21 @@ fn custom_headers(
     Ok((!policy.is_empty()).then(|| Arc::new(policy)))
 }
 
+/// `no-auth-locations`: a path starting with one of them is not authenticated.
+fn without_auth_at(
+    policy: Arc<RoutePolicy>,
+    path: &str,
+    global: &crate::config::GlobalAuth,
+) -> Arc<RoutePolicy> {
+    if policy.external_auth.is_some() && global.exempts(path) {
+        return Arc::new(RoutePolicy {
+            external_auth: None,
+            ..(*policy).clone()
+        });
+    }
+    policy
+}
+
 /// The Service's first port (80 when it has none or is unknown), as ingress-nginx picks the
 /// port of a default backend.
 fn first_port(objects: &ObjectSet, key: &str) -> PortRef {
@@ -189,6 +207,8 @@ pub struct TranslateSettings<'a> {
     pub allowed_response_headers: &'a [String],
     /// The ConfigMap's `custom-http-errors`.
     pub custom_http_errors: &'a [u16],
+    /// The ConfigMap's `global-auth-url` and `no-auth-locations`.
+    pub global_auth: &'a crate::config::GlobalAuth,
 }
 
 /// The result of a translation.
@@ -334,6 +354,16 @@ pub fn translate(
                 (base.headers.clone(), Some(reason))
             }
         };
+        let (external_auth, refusal) =
+            match crate::annotations::external_auth::resolve(ing, objects, settings.global_auth) {
+                Ok(auth) => (auth, refusal),
+                Err(reason) => {
+                    warn(Some(format!(
+                        "{reason}; the Ingress answers 503 until it is fixed"
+                    )));
+                    (None, refusal.or(Some(reason)))
+                }
+            };
         let policies = IngressPolicies::new(
             ing,
             settings,
@@ -341,6 +371,7 @@ pub fn translate(
             Resolved {
                 headers,
                 errors,
+                external_auth,
                 refusal,
             },
         );
@@ -393,7 +424,11 @@ pub fn translate(
                     path: rule.path.as_str().into(),
                     canary: false,
                 },
-                policy: policies.for_host(rule.host.as_deref()),
+                policy: without_auth_at(
+                    policies.for_host(rule.host.as_deref()),
+                    &rule.path,
+                    settings.global_auth,
+                ),
                 order: ing.order.clone(),
             };
             match builder.add_route(rule.host.as_deref(), route) {

@@ -59,7 +59,7 @@ fn manifest(ings: &[Ing]) -> String {
     for (i, ing) in ings.iter().enumerate() {
         let mut ann = String::new();
         if ing.refusing {
-            ann.push_str("    nginx.ingress.kubernetes.io/auth-url: http://auth.test/\n");
+            ann.push_str("    nginx.ingress.kubernetes.io/auth-keepalive-share-vars: \"true\"\n");
         }
         if ing.allow_list {
             ann.push_str("    nginx.ingress.kubernetes.io/whitelist-source-range: 10.0.0.0/8\n");

@@ -70,6 +70,9 @@ pub use policy::{
 };
 #[doc(no_inline)]
 pub use policy::{Canary, CanaryHeader, HeaderMatch};
+pub use policy::{
+    AuthCache, AuthConfigError, AuthKeepalive, CacheRule, ExternalAuth, Signin, Template,
+};
 
 // Snapshots and routing.
 pub use routing::{normalize_host, normalize_path, BadPath, RouteId, RouteTable, VirtualHost};

@@ -12,6 +12,7 @@ pub(crate) mod body;
 mod canary;
 mod cors;
 mod errors;
+pub mod external_auth;
 pub mod headers;
 mod log;
 mod redirect;
@@ -23,6 +24,7 @@ pub use body::Bodies;
 pub use canary::CanarySettings;
 pub use cors::CorsSettings;
 pub use errors::ErrorPages;
+pub use external_auth::{AuthSettings, ExternalAuthAnnotations};
 pub use headers::HeaderAnnotations;
 pub use log::Logging;
 pub use redirect::Redirects;
@@ -56,6 +58,8 @@ pub struct IngressAnnotations {
     pub log: Logging,
     /// Canary: the Ingress is the canary of the main Ingress's paths.
     pub canary: CanarySettings,
+    /// Authentication by an external service (`auth-url`, `enable-global-auth`).
+    pub external_auth: ExternalAuthAnnotations,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -171,6 +175,8 @@ impl IngressAnnotations {
                         out.log.parse(name, value)
                     } else if canary::KEYS.contains(&name) {
                         out.canary.parse(name, value)
+                    } else if external_auth::KEYS.contains(&name) {
+                        out.external_auth.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -242,7 +248,8 @@ mod tests {
                 || headers::KEYS.contains(&a.name)
                 || errors::KEYS.contains(&a.name)
                 || log::KEYS.contains(&a.name)
-                || canary::KEYS.contains(&a.name);
+                || canary::KEYS.contains(&a.name)
+                || external_auth::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }
@@ -304,11 +311,19 @@ mod tests {
         let bad_list = parse(&[("denylist-source-range", "10.0.0.0/33")]);
         assert!(bad_list.refusal.is_some());
         assert_eq!(bad_list.problems[0].metric_label(), "invalid_guard");
-        let auth = parse(&[("auth-url", "http://auth/")]);
+        let auth = parse(&[("auth-keepalive-share-vars", "true")]);
         assert!(auth.refusal.is_some());
         assert!(auth.problems[0]
             .to_string()
-            .contains("auth-url (authentication) is not supported"));
+            .contains("auth-keepalive-share-vars (authentication) is not supported"));
+        // A malformed auth-url refuses service; a good one does not.
+        let bad_url = parse(&[("auth-url", "auth.example/check")]);
+        assert!(bad_url.refusal.is_some());
+        assert_eq!(bad_url.problems[0].metric_label(), "invalid_guard");
+        assert!(bad_url.problems[0]
+            .to_string()
+            .contains("auth.example/check"));
+        assert_eq!(parse(&[("auth-url", "http://auth/")]).refusal, None);
         // A refused snippet never refuses service, even under auth-.
         assert_eq!(parse(&[("auth-snippet", "x")]).refusal, None);
         // A bad boolean is ignored, not fatal.

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `Rewrite` | [`body`](RoutePolicy::body) (`Content-Length`), [`cors`](RoutePolicy::cors) preflight, [`rewrite`](RoutePolicy::rewrite), then [`https_redirect`](RoutePolicy::https_redirect) | 413 for a body announced too large (nginx checks it before rewriting); `OPTIONS` from an allowed origin gets 204; `app-root` 302, `permanent-redirect`/`temporal-redirect`; plain HTTP gets a 308 to `https://` (not `/.well-known/acme-challenge/`) |
 //! | `Access` | [`refusal`](RoutePolicy::refusal), then [`access`](RoutePolicy::access) | 503 (fail closed), then 403 |
-//! | `Auth` | — | |
+//! | `Auth` | [`external_auth`](RoutePolicy::external_auth) | a sub-request to the auth service: 2xx goes on (its listed headers sent upstream), 401 (or a 302 to the sign-in URL) and 403 go back, anything else 500 |
 //! | `Limit` | — | |
 //! | `Proxy` | [`canary`](RoutePolicy::canary), [`upstream`](RoutePolicy::upstream), [`rewrite`](RoutePolicy::rewrite), [`body`](RoutePolicy::body), [`headers`](RoutePolicy::headers) | the canary's backend instead of the route's (header, cookie, weight); timeouts and retries of the upstream request; the rewritten URI, `Host`, `X-Forwarded-Prefix`; small bodies read before connecting, body size while streaming (413); `proxy-set-headers` |
 //! | `Response` | [`errors`](RoutePolicy::errors), [`headers`](RoutePolicy::headers), [`hsts`](RoutePolicy::hsts), [`cors`](RoutePolicy::cors) | a listed error status replaced by the default backend's page; `hide-headers`, `add-headers`, `custom-headers`; `Strict-Transport-Security` on HTTPS responses; CORS headers for an allowed origin |
@@ -29,6 +29,7 @@ mod canary;
 mod compression;
 mod cors;
 mod errors;
+mod external_auth;
 mod headers;
 mod redirect;
 mod rewrite;
@@ -49,6 +50,9 @@ pub use canary::{upstream_name, Canary, CanaryHeader, HeaderMatch};
 pub use compression::{Compression, Encoding};
 pub use cors::{Cors, OriginPattern};
 pub use errors::CustomErrors;
+pub use external_auth::{
+    AuthCache, AuthConfigError, AuthGrant, AuthKeepalive, CacheRule, ExternalAuth, Signin, Template,
+};
 pub use headers::{HeaderEntry, HeaderPolicy, InvalidHeader};
 pub use redirect::HttpsRedirect;
 pub use rewrite::{path_regex, Rewrite, UrlRedirect};
@@ -123,6 +127,8 @@ pub struct RoutePolicy {
     pub refusal: Option<Refusal>,
     /// Access phase: client address allow and deny lists: 403.
     pub access: Option<AccessList>,
+    /// Auth phase: authentication by an external service (`auth-url`, `global-auth-url`).
+    pub external_auth: Option<std::sync::Arc<ExternalAuth>>,
     /// Proxy phase: timeouts and retries.
     pub upstream: UpstreamPolicy,
     /// Rewrite phase (`Content-Length`) and proxy phase (buffering, streamed size): request
@@ -205,29 +211,38 @@ fn builtin(
 const REQUEST_PHASES: [Phase; 4] = [Phase::Rewrite, Phase::Access, Phase::Auth, Phase::Limit];
 
 /// Runs the request phases (rewrite, access, auth, limit) for a routed request. `Some`: the
-/// response to send instead of proxying.
+/// response to send instead of proxying. A passed external authentication leaves in `grant`
+/// what it changes on the upstream request and the response.
 pub(crate) async fn on_request(
     policy: &RoutePolicy,
     req: &StepRequest<'_>,
     server: &ServerPolicy,
+    grant: &mut Option<Box<AuthGrant>>,
 ) -> Option<LocalResponse> {
-    if !policy.steps.any_request_step() {
+    if !policy.steps.any_request_step() && policy.external_auth.is_none() {
         return REQUEST_PHASES
             .into_iter()
             .find_map(|phase| builtin(phase, policy, req, server));
     }
     // Boxed apart: the steps' state stays out of the request future of routes without steps.
-    Box::pin(with_steps(policy, req, server)).await
+    Box::pin(with_steps(policy, req, server, grant)).await
 }
 
 async fn with_steps(
     policy: &RoutePolicy,
     req: &StepRequest<'_>,
     server: &ServerPolicy,
+    grant: &mut Option<Box<AuthGrant>>,
 ) -> Option<LocalResponse> {
     for phase in REQUEST_PHASES {
         if let Some(answer) = builtin(phase, policy, req, server) {
             return Some(answer);
+        }
+        if let (Phase::Auth, Some(auth)) = (phase, &policy.external_auth) {
+            match external_auth::check(auth, req, &policy.upstream).await {
+                external_auth::AuthOutcome::Pass(g) => *grant = g,
+                external_auth::AuthOutcome::Answer(answer) => return Some(answer),
+            }
         }
         for step in policy.steps.of(phase) {
             if let StepOutcome::Respond(answer) = step.on_request(req).await {
@@ -389,21 +404,21 @@ mod tests {
         };
         let status = |r: Option<LocalResponse>| r.map(|r| r.status.as_u16());
         assert_eq!(
-            status(on_request(&p, &request(&header, false), &server).await),
+            status(on_request(&p, &request(&header, false), &server, &mut None).await),
             Some(308)
         );
         assert_eq!(
-            status(on_request(&p, &request(&header, true), &server).await),
+            status(on_request(&p, &request(&header, true), &server, &mut None).await),
             Some(503)
         );
         p.refusal = None;
         assert_eq!(
-            status(on_request(&p, &request(&header, true), &server).await),
+            status(on_request(&p, &request(&header, true), &server, &mut None).await),
             Some(403)
         );
         p.access = None;
         assert_eq!(
-            status(on_request(&p, &request(&header, true), &server).await),
+            status(on_request(&p, &request(&header, true), &server, &mut None).await),
             None
         );
     }

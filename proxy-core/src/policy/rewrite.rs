@@ -297,7 +297,7 @@ mod tests {
             let p = p.clone();
             let server = server.clone();
             async move {
-                super::super::on_request(&p, &req, &server)
+                super::super::on_request(&p, &req, &server, &mut None)
                     .await
                     .map(|a| a.status.as_u16())
             }

@@ -88,6 +88,8 @@ pub struct RequestCtx {
     scheme: &'static str,
     /// The request goes to the route's canary backend.
     canary: bool,
+    /// What a passed external authentication changes upstream and on the response.
+    auth: Option<Box<policy::AuthGrant>>,
 }
 
 impl WeirProxy {
@@ -238,6 +240,7 @@ impl ProxyHttp for WeirProxy {
             peer_ip: None,
             scheme: "http",
             canary: false,
+            auth: None,
         }
     }
 
@@ -271,8 +274,13 @@ impl ProxyHttp for WeirProxy {
         let resolved = snapshot.resolve(ctx.route);
         let step_request =
             StepRequest::new(req, ctx.client_ip, ctx.scheme == "https", &host, &path);
-        if let Some(answer) =
-            policy::on_request(resolved.policy, &step_request, snapshot.server()).await
+        if let Some(answer) = policy::on_request(
+            resolved.policy,
+            &step_request,
+            snapshot.server(),
+            &mut ctx.auth,
+        )
+        .await
         {
             ctx.local_status = Some(answer.status.as_u16());
             local::send(session, answer, resolved.policy.headers.as_deref()).await?;
@@ -370,6 +378,9 @@ impl ProxyHttp for WeirProxy {
                 request_id,
             },
         )?;
+        if let Some(grant) = &ctx.auth {
+            grant.on_upstream_request(upstream_request)?;
+        }
         match &ctx.snapshot {
             Some(snapshot) => {
                 policy::on_upstream_request(&snapshot.resolve(ctx.route), upstream_request)
@@ -403,6 +414,9 @@ impl ProxyHttp for WeirProxy {
                     );
                 }
             }
+        }
+        if let Some(grant) = &ctx.auth {
+            grant.on_response(upstream_response)?;
         }
         match &ctx.snapshot {
             Some(snapshot) => policy::on_response(
