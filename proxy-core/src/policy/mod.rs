@@ -9,9 +9,9 @@
 //! | `Rewrite` | [`body`](RoutePolicy::body) (`Content-Length`), [`cors`](RoutePolicy::cors) preflight, [`rewrite`](RoutePolicy::rewrite), then [`https_redirect`](RoutePolicy::https_redirect) | 413 for a body announced too large (nginx checks it before rewriting); `OPTIONS` from an allowed origin gets 204; `app-root` 302, `permanent-redirect`/`temporal-redirect`; plain HTTP gets a 308 to `https://` (not `/.well-known/acme-challenge/`) |
 //! | `Access` | [`refusal`](RoutePolicy::refusal), then [`access`](RoutePolicy::access) | 503 (fail closed), then 403 |
 //! | `Auth` | — | |
-//! | `Limit` | — | |
+//! | `Limit` | [`limits`](RoutePolicy::limits) | `limit-connections`, then `limit-rps` and `limit-rpm` per client address: `limit-conn-status-code` / `limit-req-status-code` (503) |
 //! | `Proxy` | [`upstream`](RoutePolicy::upstream), [`rewrite`](RoutePolicy::rewrite), [`body`](RoutePolicy::body), [`headers`](RoutePolicy::headers) | timeouts and retries of the upstream request; the rewritten URI, `Host`, `X-Forwarded-Prefix`; small bodies read before connecting, body size while streaming (413); `proxy-set-headers` |
-//! | `Response` | [`errors`](RoutePolicy::errors), [`headers`](RoutePolicy::headers), [`hsts`](RoutePolicy::hsts), [`cors`](RoutePolicy::cors) | a listed error status replaced by the default backend's page; `hide-headers`, `add-headers`, `custom-headers`; `Strict-Transport-Security` on HTTPS responses; CORS headers for an allowed origin |
+//! | `Response` | [`bandwidth`](RoutePolicy::bandwidth) (body), [`errors`](RoutePolicy::errors), [`headers`](RoutePolicy::headers), [`hsts`](RoutePolicy::hsts), [`cors`](RoutePolicy::cors) | a listed error status replaced by the default backend's page; `hide-headers`, `add-headers`, `custom-headers`; `Strict-Transport-Security` on HTTPS responses; CORS headers for an allowed origin |
 //!
 //! Within a phase Weir's own piece runs first, then the route's [`Steps`] of that phase in the
 //! order given. The first request phase that answers ends the request; routing (the built-in
@@ -29,6 +29,7 @@ mod compression;
 mod cors;
 mod errors;
 mod headers;
+mod limit;
 mod redirect;
 mod rewrite;
 mod step;
@@ -48,6 +49,7 @@ pub use compression::{Compression, Encoding};
 pub use cors::{Cors, OriginPattern};
 pub use errors::CustomErrors;
 pub use headers::{HeaderEntry, HeaderPolicy, InvalidHeader};
+pub use limit::{Bandwidth, ConnGuard, LimitSettings, LimitStatus, Rate, RequestLimits, MAX_BURST};
 pub use redirect::HttpsRedirect;
 pub use rewrite::{path_regex, Rewrite, UrlRedirect};
 pub use step::{LocalResponse, RouteStep, StepOutcome, StepRequest, Steps};
@@ -142,6 +144,11 @@ pub struct RoutePolicy {
     pub steps: Steps,
     /// No access log line for the route's requests (`enable-access-log: "false"`).
     pub skip_access_log: bool,
+    /// Limit phase: requests per second or minute and requests in progress per client address
+    /// (`limit-rps`, `limit-rpm`, `limit-connections`).
+    pub limits: Option<RequestLimits>,
+    /// Response phase: response body bytes per second (`limit-rate`, `limit-rate-after`).
+    pub bandwidth: Option<Bandwidth>,
 }
 
 impl RoutePolicy {
@@ -202,27 +209,65 @@ const REQUEST_PHASES: [Phase; 4] = [Phase::Rewrite, Phase::Access, Phase::Auth, 
 
 /// Runs the request phases (rewrite, access, auth, limit) for a routed request. `Some`: the
 /// response to send instead of proxying.
+#[cfg(test)]
 pub(crate) async fn on_request(
     policy: &RoutePolicy,
     req: &StepRequest<'_>,
     server: &ServerPolicy,
 ) -> Option<LocalResponse> {
+    on_request_holding(policy, req, server, &mut None).await
+}
+
+/// [`on_request`], keeping in `held` the request's place among its client's requests in
+/// progress (`limit-connections`) until the caller drops it at the end of the request.
+pub(crate) async fn on_request_holding(
+    policy: &RoutePolicy,
+    req: &StepRequest<'_>,
+    server: &ServerPolicy,
+    held: &mut Option<ConnGuard>,
+) -> Option<LocalResponse> {
     if !policy.steps.any_request_step() {
-        return REQUEST_PHASES
-            .into_iter()
-            .find_map(|phase| builtin(phase, policy, req, server));
+        return REQUEST_PHASES.into_iter().find_map(|phase| {
+            builtin(phase, policy, req, server)
+                .or_else(|| limit_phase(phase, policy, req, server, held))
+        });
     }
     // Boxed apart: the steps' state stays out of the request future of routes without steps.
-    Box::pin(with_steps(policy, req, server)).await
+    Box::pin(with_steps(policy, req, server, held)).await
+}
+
+/// Weir's limits, in the limit phase (a branch when the route has none).
+fn limit_phase(
+    phase: Phase,
+    policy: &RoutePolicy,
+    req: &StepRequest<'_>,
+    server: &ServerPolicy,
+    held: &mut Option<ConnGuard>,
+) -> Option<LocalResponse> {
+    let limits = policy.limits.as_ref().filter(|_| phase == Phase::Limit)?;
+    match limit::admit(limits, req.client_ip(), server) {
+        Ok(guard) => {
+            *held = guard;
+            None
+        }
+        Err(status) => {
+            tracing::debug!(host = req.host(), client = ?req.client_ip(), status = status.as_u16(), "request limited");
+            Some(LocalResponse::page(status))
+        }
+    }
 }
 
 async fn with_steps(
     policy: &RoutePolicy,
     req: &StepRequest<'_>,
     server: &ServerPolicy,
+    held: &mut Option<ConnGuard>,
 ) -> Option<LocalResponse> {
     for phase in REQUEST_PHASES {
         if let Some(answer) = builtin(phase, policy, req, server) {
+            return Some(answer);
+        }
+        if let Some(answer) = limit_phase(phase, policy, req, server, held) {
             return Some(answer);
         }
         for step in policy.steps.of(phase) {
@@ -233,6 +278,18 @@ async fn with_steps(
         }
     }
     None
+}
+
+/// The response phase, on each piece of response body: how long to wait before sending it
+/// (`limit-rate` of the route); `sent`: body bytes sent before it, `elapsed`: since the request
+/// began.
+pub(crate) fn response_body_delay(
+    bandwidth: &Bandwidth,
+    sent: usize,
+    len: usize,
+    elapsed: std::time::Duration,
+) -> Option<std::time::Duration> {
+    bandwidth.delay(sent as u64, len as u64, elapsed)
 }
 
 /// The proxy phase, before connecting: the peer for `addr` with the route's timeouts.

@@ -86,6 +86,11 @@ pub struct RequestCtx {
     peer_ip: Option<IpAddr>,
     /// `https` when the client used TLS (to us, or to a trusted proxy in front).
     scheme: &'static str,
+    /// The request's place among its client's requests in progress (`limit-connections`),
+    /// released when the context is dropped at the end of the request.
+    limit_hold: Option<policy::ConnGuard>,
+    /// The route's `limit-rate`, copied here so response body pieces need no lookup.
+    bandwidth: Option<policy::Bandwidth>,
 }
 
 impl WeirProxy {
@@ -234,6 +239,8 @@ impl ProxyHttp for WeirProxy {
             client_ip: None,
             peer_ip: None,
             scheme: "http",
+            limit_hold: None,
+            bandwidth: None,
         }
     }
 
@@ -267,8 +274,13 @@ impl ProxyHttp for WeirProxy {
         let resolved = snapshot.resolve(ctx.route);
         let step_request =
             StepRequest::new(req, ctx.client_ip, ctx.scheme == "https", &host, &path);
-        if let Some(answer) =
-            policy::on_request(resolved.policy, &step_request, snapshot.server()).await
+        if let Some(answer) = policy::on_request_holding(
+            resolved.policy,
+            &step_request,
+            snapshot.server(),
+            &mut ctx.limit_hold,
+        )
+        .await
         {
             ctx.local_status = Some(answer.status.as_u16());
             local::send(session, answer, resolved.policy.headers.as_deref()).await?;
@@ -279,6 +291,7 @@ impl ProxyHttp for WeirProxy {
             Target::NotFound => 404,
             Target::Pool(p) if p.is_empty() => 503,
             Target::Pool(_) => {
+                ctx.bandwidth = resolved.policy.bandwidth;
                 ctx.request_id = Some(
                     req.headers
                         .get("x-request-id")
@@ -425,6 +438,24 @@ impl ProxyHttp for WeirProxy {
             ),
             None => Ok(()),
         }
+    }
+
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        let (Some(bandwidth), Some(body)) = (&ctx.bandwidth, body) else {
+            return Ok(None);
+        };
+        Ok(policy::response_body_delay(
+            bandwidth,
+            session.body_bytes_sent(),
+            body.len(),
+            ctx.start.elapsed(),
+        ))
     }
 
     async fn upstream_response_filter(
