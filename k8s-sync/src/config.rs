@@ -11,13 +11,15 @@
 //! headers (`add-headers`, `proxy-set-headers`, `hide-headers`,
 //! `global-allowed-response-headers`), `custom-http-errors`, the access log
 //! (`log-format-upstream`, `log-format-escape-*`, `disable-access-log`, `skip-access-log-urls`,
-//! `enable-access-log-for-default-backend`), and
+//! `enable-access-log-for-default-backend`), the limits (`limit-req-status-code`,
+//! `limit-conn-status-code`, `limit-rate`, `limit-rate-after`), and
 //! `ssl-protocols` / `use-http2` / `server-tokens` at their defaults. A bad value keeps
 //! the default for that key and is reported; a key Weir does not implement yet is reported once.
 
 mod access_log;
 mod compression;
 mod headers;
+mod limits;
 
 pub(crate) use headers::object_ref;
 pub use headers::HeaderKeys;
@@ -99,11 +101,15 @@ impl GlobalConfig {
             (true, 31_536_000u64, true, false);
         let mut compression = compression::CompressionKeys::default();
         let mut access_log = access_log::AccessLogKeys::default();
+        let mut limit_keys = limits::LimitKeys::default();
         for (key, value) in data {
             let result = match key.as_str() {
                 k if compression::KEYS.contains(&k) => compression.parse(k, value),
                 k if headers::KEYS.contains(&k) => cfg.headers.parse(k, value),
                 k if access_log::KEYS.contains(&k) => access_log.parse(k, value),
+                k if limits::KEYS.contains(&k) => {
+                    limit_keys.parse(k, value, &mut cfg.server.limit_status)
+                }
                 "ssl-redirect" => boolean(value).map(|b| cfg.ssl_redirect = b),
                 "hsts" => boolean(value).map(|b| hsts = b),
                 "hsts-include-subdomains" => boolean(value).map(|b| subdomains = b),
@@ -216,6 +222,7 @@ impl GlobalConfig {
         }
         cfg.server.hsts = hsts.then(|| hsts_value(max_age, subdomains, preload));
         cfg.server.compression = compression.finish();
+        cfg.policy.bandwidth = limit_keys.finish();
         let (log, log_problem) = access_log.finish();
         cfg.server.access_log = log;
         if let Some(message) = log_problem {

@@ -69,6 +69,8 @@ impl<'a> IngressPolicies<'a> {
             headers: resolved.headers,
             errors: resolved.errors,
             skip_access_log: a.log.skip_access_log(),
+            limits: a.limits.request_limits(&ingress.order.name),
+            bandwidth: a.limits.bandwidth(base.bandwidth.as_ref()),
             ..base.clone()
         });
         IngressPolicies {

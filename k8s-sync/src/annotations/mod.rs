@@ -12,6 +12,7 @@ pub(crate) mod body;
 mod cors;
 mod errors;
 pub mod headers;
+pub mod limits;
 mod log;
 mod redirect;
 pub mod registry;
@@ -22,6 +23,7 @@ pub use body::Bodies;
 pub use cors::CorsSettings;
 pub use errors::ErrorPages;
 pub use headers::HeaderAnnotations;
+pub use limits::LimitAnnotations;
 pub use log::Logging;
 pub use redirect::Redirects;
 use registry::Status;
@@ -52,6 +54,8 @@ pub struct IngressAnnotations {
     pub errors: ErrorPages,
     /// Access log on or off.
     pub log: Logging,
+    /// Request, connection and bandwidth limits.
+    pub limits: LimitAnnotations,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -165,6 +169,8 @@ impl IngressAnnotations {
                         out.errors.parse(name, value)
                     } else if log::KEYS.contains(&name) {
                         out.log.parse(name, value)
+                    } else if limits::KEYS.contains(&name) {
+                        out.limits.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -234,7 +240,8 @@ mod tests {
                 || cors::KEYS.contains(&a.name)
                 || headers::KEYS.contains(&a.name)
                 || errors::KEYS.contains(&a.name)
-                || log::KEYS.contains(&a.name);
+                || log::KEYS.contains(&a.name)
+                || limits::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }
