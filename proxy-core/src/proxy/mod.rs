@@ -91,6 +91,8 @@ pub struct RequestCtx {
     limit_hold: Option<policy::ConnGuard>,
     /// The route's `limit-rate`, copied here so response body pieces need no lookup.
     bandwidth: Option<policy::Bandwidth>,
+    /// Response body bytes that went through the bandwidth limit so far.
+    body_paced: usize,
 }
 
 impl WeirProxy {
@@ -241,6 +243,7 @@ impl ProxyHttp for WeirProxy {
             scheme: "http",
             limit_hold: None,
             bandwidth: None,
+            body_paced: 0,
         }
     }
 
@@ -442,7 +445,7 @@ impl ProxyHttp for WeirProxy {
 
     fn response_body_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         body: &mut Option<bytes::Bytes>,
         _end_of_stream: bool,
         ctx: &mut Self::CTX,
@@ -450,9 +453,13 @@ impl ProxyHttp for WeirProxy {
         let (Some(bandwidth), Some(body)) = (&ctx.bandwidth, body) else {
             return Ok(None);
         };
+        // Counted here rather than by the session: pieces may pass this filter before the
+        // earlier ones are written.
+        let sent = ctx.body_paced;
+        ctx.body_paced += body.len();
         Ok(policy::response_body_delay(
             bandwidth,
-            session.body_bytes_sent(),
+            sent,
             body.len(),
             ctx.start.elapsed(),
         ))
