@@ -78,17 +78,21 @@ pub struct LimitSettings {
 impl RequestLimits {
     /// The limits with their state: the state already kept for the same settings, else new.
     pub fn new(settings: LimitSettings) -> Self {
-        static ZONES: OnceLock<Mutex<HashMap<LimitSettings, Weak<ZoneState>>>> = OnceLock::new();
+        static ZONES: OnceLock<Mutex<Zones>> = OnceLock::new();
         let mut zones = ZONES
             .get_or_init(Default::default)
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        zones.retain(|_, w| w.strong_count() > 0);
-        let state = match zones.get(&settings).and_then(Weak::upgrade) {
+        let state = match zones.map.get(&settings).and_then(Weak::upgrade) {
             Some(s) => s,
             None => {
+                // Forget dropped zones now and then (amortized: when the map has doubled).
+                if zones.map.len() >= zones.prune_at {
+                    zones.map.retain(|_, w| w.strong_count() > 0);
+                    zones.prune_at = (zones.map.len() * 2).max(64);
+                }
                 let s = Arc::new(ZoneState::new(&settings));
-                zones.insert(settings.clone(), Arc::downgrade(&s));
+                zones.map.insert(settings.clone(), Arc::downgrade(&s));
                 s
             }
         };
@@ -167,6 +171,14 @@ impl Hash for RequestLimits {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.settings.hash(state);
     }
+}
+
+/// The zones in use, by settings (looked up when a snapshot is built, never per request).
+#[derive(Default)]
+struct Zones {
+    map: HashMap<LimitSettings, Weak<ZoneState>>,
+    /// Dropped zones are forgotten when the map reaches this size.
+    prune_at: usize,
 }
 
 /// IPv4-mapped IPv6 addresses count as their IPv4 address.
