@@ -12,7 +12,9 @@
 //! `global-allowed-response-headers`), `custom-http-errors`, the access log
 //! (`log-format-upstream`, `log-format-escape-*`, `disable-access-log`, `skip-access-log-urls`,
 //! `enable-access-log-for-default-backend`), global external authentication (`global-auth-*`,
-//! `no-auth-locations`), and
+//! `no-auth-locations`),
+//! the limits (`limit-req-status-code`,
+//! `limit-conn-status-code`, `limit-rate`, `limit-rate-after`), and
 //! `ssl-protocols` / `use-http2` / `server-tokens` at their defaults. A bad value keeps
 //! the default for that key and is reported; a key Weir does not implement yet is reported once.
 
@@ -20,6 +22,7 @@ mod access_log;
 mod compression;
 mod global_auth;
 mod headers;
+mod limits;
 
 pub use global_auth::GlobalAuth;
 pub(crate) use headers::object_ref;
@@ -106,12 +109,16 @@ impl GlobalConfig {
         let mut compression = compression::CompressionKeys::default();
         let mut access_log = access_log::AccessLogKeys::default();
         let mut global_auth = global_auth::GlobalAuthKeys::default();
+        let mut limit_keys = limits::LimitKeys::default();
         for (key, value) in data {
             let result = match key.as_str() {
                 k if compression::KEYS.contains(&k) => compression.parse(k, value),
                 k if headers::KEYS.contains(&k) => cfg.headers.parse(k, value),
                 k if access_log::KEYS.contains(&k) => access_log.parse(k, value),
                 k if global_auth::KEYS.contains(&k) => global_auth.parse(k, value),
+                k if limits::KEYS.contains(&k) => {
+                    limit_keys.parse(k, value, &mut cfg.server.limit_status)
+                }
                 "ssl-redirect" => boolean(value).map(|b| cfg.ssl_redirect = b),
                 "hsts" => boolean(value).map(|b| hsts = b),
                 "hsts-include-subdomains" => boolean(value).map(|b| subdomains = b),
@@ -225,6 +232,7 @@ impl GlobalConfig {
         cfg.server.hsts = hsts.then(|| hsts_value(max_age, subdomains, preload));
         cfg.server.compression = compression.finish();
         cfg.global_auth = global_auth.finish();
+        cfg.policy.bandwidth = limit_keys.finish();
         let (log, log_problem) = access_log.finish();
         cfg.server.access_log = log;
         if let Some(message) = log_problem {

@@ -70,6 +70,8 @@ impl<'a> IngressPolicies<'a> {
             errors: resolved.errors,
             external_auth: resolved.external_auth,
             skip_access_log: a.log.skip_access_log(),
+            limits: a.limits.request_limits(&ingress.order.name),
+            bandwidth: a.limits.bandwidth(base.bandwidth.as_ref()),
             ..base.clone()
         });
         IngressPolicies {

@@ -73,6 +73,7 @@ pub use policy::{Canary, CanaryHeader, HeaderMatch};
 pub use policy::{
     AuthCache, AuthConfigError, AuthKeepalive, CacheRule, ExternalAuth, Signin, Template,
 };
+pub use policy::{Bandwidth, LimitSettings, LimitStatus, Rate, RequestLimits};
 
 // Snapshots and routing.
 pub use routing::{normalize_host, normalize_path, BadPath, RouteId, RouteTable, VirtualHost};

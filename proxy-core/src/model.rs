@@ -162,4 +162,7 @@ pub struct ServerPolicy {
     pub compression: crate::policy::Compression,
     /// The access log's format and filters; `None`: no access log (`disable-access-log`).
     pub access_log: Option<crate::access_log::AccessLogConfig>,
+    /// Statuses of requests refused by the limits (`limit-req-status-code`,
+    /// `limit-conn-status-code`).
+    pub limit_status: crate::policy::LimitStatus,
 }

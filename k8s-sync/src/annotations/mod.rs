@@ -14,6 +14,7 @@ mod cors;
 mod errors;
 pub mod external_auth;
 pub mod headers;
+pub mod limits;
 mod log;
 mod redirect;
 pub mod registry;
@@ -26,6 +27,7 @@ pub use cors::CorsSettings;
 pub use errors::ErrorPages;
 pub use external_auth::{AuthSettings, ExternalAuthAnnotations};
 pub use headers::HeaderAnnotations;
+pub use limits::LimitAnnotations;
 pub use log::Logging;
 pub use redirect::Redirects;
 use registry::Status;
@@ -60,6 +62,8 @@ pub struct IngressAnnotations {
     pub canary: CanarySettings,
     /// Authentication by an external service (`auth-url`, `enable-global-auth`).
     pub external_auth: ExternalAuthAnnotations,
+    /// Request, connection and bandwidth limits.
+    pub limits: LimitAnnotations,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -177,6 +181,8 @@ impl IngressAnnotations {
                         out.canary.parse(name, value)
                     } else if external_auth::KEYS.contains(&name) {
                         out.external_auth.parse(name, value)
+                    } else if limits::KEYS.contains(&name) {
+                        out.limits.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -249,7 +255,8 @@ mod tests {
                 || errors::KEYS.contains(&a.name)
                 || log::KEYS.contains(&a.name)
                 || canary::KEYS.contains(&a.name)
-                || external_auth::KEYS.contains(&a.name);
+                || external_auth::KEYS.contains(&a.name)
+                || limits::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }

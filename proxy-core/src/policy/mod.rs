@@ -9,9 +9,9 @@
 //! | `Rewrite` | [`body`](RoutePolicy::body) (`Content-Length`), [`cors`](RoutePolicy::cors) preflight, [`rewrite`](RoutePolicy::rewrite), then [`https_redirect`](RoutePolicy::https_redirect) | 413 for a body announced too large (nginx checks it before rewriting); `OPTIONS` from an allowed origin gets 204; `app-root` 302, `permanent-redirect`/`temporal-redirect`; plain HTTP gets a 308 to `https://` (not `/.well-known/acme-challenge/`) |
 //! | `Access` | [`refusal`](RoutePolicy::refusal), then [`access`](RoutePolicy::access) | 503 (fail closed), then 403 |
 //! | `Auth` | [`external_auth`](RoutePolicy::external_auth) | a sub-request to the auth service: 2xx goes on (its listed headers sent upstream), 401 (or a 302 to the sign-in URL) and 403 go back, anything else 500 |
-//! | `Limit` | — | |
+//! | `Limit` | [`limits`](RoutePolicy::limits) | `limit-connections`, then `limit-rps` and `limit-rpm` per client address: `limit-conn-status-code` / `limit-req-status-code` (503) |
 //! | `Proxy` | [`canary`](RoutePolicy::canary), [`upstream`](RoutePolicy::upstream), [`rewrite`](RoutePolicy::rewrite), [`body`](RoutePolicy::body), [`headers`](RoutePolicy::headers) | the canary's backend instead of the route's (header, cookie, weight); timeouts and retries of the upstream request; the rewritten URI, `Host`, `X-Forwarded-Prefix`; small bodies read before connecting, body size while streaming (413); `proxy-set-headers` |
-//! | `Response` | [`errors`](RoutePolicy::errors), [`headers`](RoutePolicy::headers), [`hsts`](RoutePolicy::hsts), [`cors`](RoutePolicy::cors) | a listed error status replaced by the default backend's page; `hide-headers`, `add-headers`, `custom-headers`; `Strict-Transport-Security` on HTTPS responses; CORS headers for an allowed origin |
+//! | `Response` | [`bandwidth`](RoutePolicy::bandwidth) (body), [`errors`](RoutePolicy::errors), [`headers`](RoutePolicy::headers), [`hsts`](RoutePolicy::hsts), [`cors`](RoutePolicy::cors) | a listed error status replaced by the default backend's page; `hide-headers`, `add-headers`, `custom-headers`; `Strict-Transport-Security` on HTTPS responses; CORS headers for an allowed origin |
 //!
 //! Within a phase Weir's own piece runs first, then the route's [`Steps`] of that phase in the
 //! order given. The first request phase that answers ends the request; routing (the built-in
@@ -31,6 +31,7 @@ mod cors;
 mod errors;
 mod external_auth;
 mod headers;
+mod limit;
 mod redirect;
 mod rewrite;
 mod step;
@@ -54,6 +55,7 @@ pub use external_auth::{
     AuthCache, AuthConfigError, AuthGrant, AuthKeepalive, CacheRule, ExternalAuth, Signin, Template,
 };
 pub use headers::{HeaderEntry, HeaderPolicy, InvalidHeader};
+pub use limit::{Bandwidth, ConnGuard, LimitSettings, LimitStatus, Rate, RequestLimits, MAX_BURST};
 pub use redirect::HttpsRedirect;
 pub use rewrite::{path_regex, Rewrite, UrlRedirect};
 pub use step::{LocalResponse, RouteStep, StepOutcome, StepRequest, Steps};
@@ -152,6 +154,11 @@ pub struct RoutePolicy {
     pub skip_access_log: bool,
     /// Proxy phase, first: the route's canary backend and the rules that pick it.
     pub canary: Option<std::sync::Arc<Canary>>,
+    /// Limit phase: requests per second or minute and requests in progress per client address
+    /// (`limit-rps`, `limit-rpm`, `limit-connections`).
+    pub limits: Option<RequestLimits>,
+    /// Response phase: response body bytes per second (`limit-rate`, `limit-rate-after`).
+    pub bandwidth: Option<Bandwidth>,
 }
 
 impl RoutePolicy {
@@ -211,27 +218,64 @@ fn builtin(
 const REQUEST_PHASES: [Phase; 4] = [Phase::Rewrite, Phase::Access, Phase::Auth, Phase::Limit];
 
 /// Runs the request phases (rewrite, access, auth, limit) for a routed request. `Some`: the
-/// response to send instead of proxying. A passed external authentication leaves in `grant`
-/// what it changes on the upstream request and the response.
+/// response to send instead of proxying.
+#[cfg(test)]
 pub(crate) async fn on_request(
     policy: &RoutePolicy,
     req: &StepRequest<'_>,
     server: &ServerPolicy,
     grant: &mut Option<Box<AuthGrant>>,
 ) -> Option<LocalResponse> {
+    on_request_holding(policy, req, server, &mut None, grant).await
+}
+
+/// [`on_request`], keeping in `held` the request's place among its client's requests in
+/// progress (`limit-connections`) until the caller drops it at the end of the request, and in
+/// `grant` what a passed external authentication changes on the upstream request and the
+/// response.
+pub(crate) async fn on_request_holding(
+    policy: &RoutePolicy,
+    req: &StepRequest<'_>,
+    server: &ServerPolicy,
+    held: &mut Option<ConnGuard>,
+    grant: &mut Option<Box<AuthGrant>>,
+) -> Option<LocalResponse> {
     if !policy.steps.any_request_step() && policy.external_auth.is_none() {
-        return REQUEST_PHASES
-            .into_iter()
-            .find_map(|phase| builtin(phase, policy, req, server));
+        return REQUEST_PHASES.into_iter().find_map(|phase| {
+            builtin(phase, policy, req, server)
+                .or_else(|| limit_phase(phase, policy, req, server, held))
+        });
     }
     // Boxed apart: the steps' state stays out of the request future of routes without steps.
-    Box::pin(with_steps(policy, req, server, grant)).await
+    Box::pin(with_steps(policy, req, server, held, grant)).await
+}
+
+/// Weir's limits, in the limit phase (a branch when the route has none).
+fn limit_phase(
+    phase: Phase,
+    policy: &RoutePolicy,
+    req: &StepRequest<'_>,
+    server: &ServerPolicy,
+    held: &mut Option<ConnGuard>,
+) -> Option<LocalResponse> {
+    let limits = policy.limits.as_ref().filter(|_| phase == Phase::Limit)?;
+    match limit::admit(limits, req.client_ip(), server) {
+        Ok(guard) => {
+            *held = guard;
+            None
+        }
+        Err(status) => {
+            tracing::debug!(host = req.host(), client = ?req.client_ip(), status = status.as_u16(), "request limited");
+            Some(LocalResponse::page(status))
+        }
+    }
 }
 
 async fn with_steps(
     policy: &RoutePolicy,
     req: &StepRequest<'_>,
     server: &ServerPolicy,
+    held: &mut Option<ConnGuard>,
     grant: &mut Option<Box<AuthGrant>>,
 ) -> Option<LocalResponse> {
     for phase in REQUEST_PHASES {
@@ -243,6 +287,9 @@ async fn with_steps(
                 external_auth::AuthOutcome::Pass(g) => *grant = g,
                 external_auth::AuthOutcome::Answer(answer) => return Some(answer),
             }
+        }
+        if let Some(answer) = limit_phase(phase, policy, req, server, held) {
+            return Some(answer);
         }
         for step in policy.steps.of(phase) {
             if let StepOutcome::Respond(answer) = step.on_request(req).await {
@@ -270,6 +317,18 @@ pub(crate) fn backend<'a>(
         Some(c) if canary => &c.target,
         _ => target,
     }
+}
+
+/// The response phase, on each piece of response body: how long to wait before sending it
+/// (`limit-rate` of the route); `sent`: body bytes sent before it, `elapsed`: since the request
+/// began.
+pub(crate) fn response_body_delay(
+    bandwidth: &Bandwidth,
+    sent: usize,
+    len: usize,
+    elapsed: std::time::Duration,
+) -> Option<std::time::Duration> {
+    bandwidth.delay(sent as u64, len as u64, elapsed)
 }
 
 /// The proxy phase, before connecting: the peer for `addr` with the route's timeouts.

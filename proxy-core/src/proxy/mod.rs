@@ -90,6 +90,13 @@ pub struct RequestCtx {
     canary: bool,
     /// What a passed external authentication changes upstream and on the response.
     auth: Option<Box<policy::AuthGrant>>,
+    /// The request's place among its client's requests in progress (`limit-connections`),
+    /// released when the context is dropped at the end of the request.
+    limit_hold: Option<policy::ConnGuard>,
+    /// The route's `limit-rate`, copied here so response body pieces need no lookup.
+    bandwidth: Option<policy::Bandwidth>,
+    /// Response body bytes that went through the bandwidth limit so far.
+    body_paced: usize,
 }
 
 impl WeirProxy {
@@ -241,6 +248,9 @@ impl ProxyHttp for WeirProxy {
             scheme: "http",
             canary: false,
             auth: None,
+            limit_hold: None,
+            bandwidth: None,
+            body_paced: 0,
         }
     }
 
@@ -274,10 +284,11 @@ impl ProxyHttp for WeirProxy {
         let resolved = snapshot.resolve(ctx.route);
         let step_request =
             StepRequest::new(req, ctx.client_ip, ctx.scheme == "https", &host, &path);
-        if let Some(answer) = policy::on_request(
+        if let Some(answer) = policy::on_request_holding(
             resolved.policy,
             &step_request,
             snapshot.server(),
+            &mut ctx.limit_hold,
             &mut ctx.auth,
         )
         .await
@@ -292,6 +303,7 @@ impl ProxyHttp for WeirProxy {
             Target::NotFound => 404,
             Target::Pool(p) if p.is_empty() => 503,
             Target::Pool(_) => {
+                ctx.bandwidth = resolved.policy.bandwidth;
                 ctx.request_id = Some(
                     req.headers
                         .get("x-request-id")
@@ -444,6 +456,28 @@ impl ProxyHttp for WeirProxy {
             ),
             None => Ok(()),
         }
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        let (Some(bandwidth), Some(body)) = (&ctx.bandwidth, body) else {
+            return Ok(None);
+        };
+        // Counted here rather than by the session: pieces may pass this filter before the
+        // earlier ones are written.
+        let sent = ctx.body_paced;
+        ctx.body_paced += body.len();
+        Ok(policy::response_body_delay(
+            bandwidth,
+            sent,
+            body.len(),
+            ctx.start.elapsed(),
+        ))
     }
 
     async fn upstream_response_filter(
