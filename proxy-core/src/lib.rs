@@ -68,6 +68,8 @@ pub use policy::{
     HttpsRedirect, LocalResponse, NextUpstream, OriginPattern, Phase, Refusal, RoutePolicy,
     RouteStep, StepOutcome, StepRequest, Steps, UpstreamPolicy,
 };
+#[doc(no_inline)]
+pub use policy::{BasicAuth, PasswordHash};
 
 // Snapshots and routing.
 pub use routing::{normalize_host, normalize_path, BadPath, RouteId, RouteTable, VirtualHost};

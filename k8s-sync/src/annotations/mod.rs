@@ -8,6 +8,7 @@
 //! Ingress version, never per request.
 
 mod access;
+pub(crate) mod auth;
 pub(crate) mod body;
 mod cors;
 mod errors;
@@ -18,6 +19,7 @@ pub mod registry;
 mod rewrite;
 pub(crate) mod upstream;
 
+pub use auth::BasicAuthSettings;
 pub use body::Bodies;
 pub use cors::CorsSettings;
 pub use errors::ErrorPages;
@@ -52,6 +54,8 @@ pub struct IngressAnnotations {
     pub errors: ErrorPages,
     /// Access log on or off.
     pub log: Logging,
+    /// Basic authentication and `satisfy`.
+    pub auth: BasicAuthSettings,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -165,6 +169,8 @@ impl IngressAnnotations {
                         out.errors.parse(name, value)
                     } else if log::KEYS.contains(&name) {
                         out.log.parse(name, value)
+                    } else if auth::KEYS.contains(&name) {
+                        out.auth.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -234,7 +240,8 @@ mod tests {
                 || cors::KEYS.contains(&a.name)
                 || headers::KEYS.contains(&a.name)
                 || errors::KEYS.contains(&a.name)
-                || log::KEYS.contains(&a.name);
+                || log::KEYS.contains(&a.name)
+                || auth::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }

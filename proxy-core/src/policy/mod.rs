@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `Rewrite` | [`body`](RoutePolicy::body) (`Content-Length`), [`cors`](RoutePolicy::cors) preflight, [`rewrite`](RoutePolicy::rewrite), then [`https_redirect`](RoutePolicy::https_redirect) | 413 for a body announced too large (nginx checks it before rewriting); `OPTIONS` from an allowed origin gets 204; `app-root` 302, `permanent-redirect`/`temporal-redirect`; plain HTTP gets a 308 to `https://` (not `/.well-known/acme-challenge/`) |
 //! | `Access` | [`refusal`](RoutePolicy::refusal), then [`access`](RoutePolicy::access) | 503 (fail closed), then 403 |
-//! | `Auth` | — | |
+//! | `Auth` | [`basic_auth`](RoutePolicy::basic_auth), with [`satisfy_any`](RoutePolicy::satisfy_any) | 401 with `WWW-Authenticate: Basic realm="..."`; with `satisfy: any` a client the allow list admits skips it, and one it keeps out may pass by authenticating |
 //! | `Limit` | — | |
 //! | `Proxy` | [`upstream`](RoutePolicy::upstream), [`rewrite`](RoutePolicy::rewrite), [`body`](RoutePolicy::body), [`headers`](RoutePolicy::headers) | timeouts and retries of the upstream request; the rewritten URI, `Host`, `X-Forwarded-Prefix`; small bodies read before connecting, body size while streaming (413); `proxy-set-headers` |
 //! | `Response` | [`errors`](RoutePolicy::errors), [`headers`](RoutePolicy::headers), [`hsts`](RoutePolicy::hsts), [`cors`](RoutePolicy::cors) | a listed error status replaced by the default backend's page; `hide-headers`, `add-headers`, `custom-headers`; `Strict-Transport-Security` on HTTPS responses; CORS headers for an allowed origin |
@@ -24,6 +24,7 @@
 //! request: no parsing, no allocation, no boxed future.
 
 mod access;
+mod basic_auth;
 mod body;
 mod compression;
 mod cors;
@@ -43,6 +44,7 @@ use pingora::prelude::HttpPeer;
 use crate::model::ServerPolicy;
 
 pub use access::{AccessList, Refusal};
+pub use basic_auth::{BasicAuth, InvalidRealm, PasswordHash, VERIFIED_CACHE_SIZE};
 pub use body::{BodyPolicy, MAX_BUFFERED_BODY};
 pub use compression::{Compression, Encoding};
 pub use cors::{Cors, OriginPattern};
@@ -121,6 +123,11 @@ pub struct RoutePolicy {
     pub refusal: Option<Refusal>,
     /// Access phase: client address allow and deny lists: 403.
     pub access: Option<AccessList>,
+    /// Auth phase: basic authentication (`auth-type: basic`): 401.
+    pub basic_auth: Option<std::sync::Arc<BasicAuth>>,
+    /// `satisfy: any`: a client the allow list admits skips authentication, and one the lists
+    /// keep out gets in by authenticating (default: both must pass).
+    pub satisfy_any: bool,
     /// Proxy phase: timeouts and retries.
     pub upstream: UpstreamPolicy,
     /// Rewrite phase (`Content-Length`) and proxy phase (buffering, streamed size): request
@@ -189,9 +196,15 @@ fn builtin(
             if let Some(refusal) = &policy.refusal {
                 tracing::debug!(reason = %refusal.reason, host = req.host(), "route refused");
             }
-            policy
-                .access_status(req.client_ip())
-                .map(LocalResponse::page)
+            match policy.access_status(req.client_ip()) {
+                // `satisfy: any`: the auth phase decides for a client the lists keep out.
+                Some(StatusCode::FORBIDDEN)
+                    if policy.satisfy_any && policy.basic_auth.is_some() =>
+                {
+                    None
+                }
+                status => status.map(LocalResponse::page),
+            }
         }
         Phase::Auth | Phase::Limit | Phase::Proxy | Phase::Response => None,
     }
@@ -207,12 +220,13 @@ pub(crate) async fn on_request(
     req: &StepRequest<'_>,
     server: &ServerPolicy,
 ) -> Option<LocalResponse> {
-    if !policy.steps.any_request_step() {
+    if !policy.steps.any_request_step() && policy.basic_auth.is_none() {
         return REQUEST_PHASES
             .into_iter()
             .find_map(|phase| builtin(phase, policy, req, server));
     }
-    // Boxed apart: the steps' state stays out of the request future of routes without steps.
+    // Boxed apart: the steps' and authentication's state stays out of the request future of
+    // routes without them.
     Box::pin(with_steps(policy, req, server)).await
 }
 
@@ -225,6 +239,11 @@ async fn with_steps(
         if let Some(answer) = builtin(phase, policy, req, server) {
             return Some(answer);
         }
+        if phase == Phase::Auth {
+            if let Some(answer) = authenticate(policy, req).await {
+                return Some(answer);
+            }
+        }
         for step in policy.steps.of(phase) {
             if let StepOutcome::Respond(answer) = step.on_request(req).await {
                 tracing::debug!(step = step.name(), %phase, status = answer.status.as_u16(), "step answered");
@@ -233,6 +252,21 @@ async fn with_steps(
         }
     }
     None
+}
+
+/// Weir's own piece of the auth phase: basic authentication, unless `satisfy: any` and the
+/// allow list admits the client.
+async fn authenticate(policy: &RoutePolicy, req: &StepRequest<'_>) -> Option<LocalResponse> {
+    let auth = policy.basic_auth.as_deref()?;
+    if policy.satisfy_any
+        && policy
+            .access
+            .as_ref()
+            .is_some_and(|list| list.admits(req.client_ip()))
+    {
+        return None;
+    }
+    auth.check(req.header()).await
 }
 
 /// The proxy phase, before connecting: the peer for `addr` with the route's timeouts.
@@ -275,6 +309,10 @@ pub(crate) fn on_upstream_request(
     upstream_request: &mut RequestHeader,
 ) -> pingora::Result<()> {
     let policy = &**resolved.policy;
+    if policy.basic_auth.is_some() {
+        // As ingress-nginx: the credentials checked here are not passed on.
+        upstream_request.remove_header(&http::header::AUTHORIZATION);
+    }
     if let Some(rewrite) = &policy.rewrite {
         let path = crate::routing::normalize_path(upstream_request.uri.path())
             .map(|p| p.into_owned())
