@@ -511,4 +511,60 @@ mod tests {
         }
         assert_eq!(status(auth.check(&request(None)).await), Some(401));
     }
+
+    #[tokio::test]
+    async fn satisfy_any_or_all_with_the_lists() {
+        use super::super::{on_request, AccessList, RoutePolicy, StepRequest};
+        let auth = BasicAuth::new("r", [("u".into(), PasswordHash::Plain("p".into()))]).unwrap();
+        let mut policy = RoutePolicy {
+            basic_auth: Some(std::sync::Arc::new(auth)),
+            access: Some(AccessList {
+                allow: vec!["10.0.0.0/8".parse().unwrap()],
+                deny: vec!["10.9.0.0/16".parse().unwrap()],
+            }),
+            ..Default::default()
+        };
+        let server = crate::model::ServerPolicy::default();
+        let good = request(Some(&basic("u:p")));
+        let none = request(None);
+        let run = |p: &RoutePolicy, header: &RequestHeader, ip: &str| {
+            let ip = ip.parse().ok();
+            let p = p.clone();
+            let header = header.clone();
+            let server = server.clone();
+            async move {
+                let req = StepRequest::new(&header, ip, false, "a.test", "/");
+                on_request(&p, &req, &server)
+                    .await
+                    .map(|r| r.status.as_u16())
+            }
+        };
+        // all (default): the lists first, then authentication.
+        assert_eq!(run(&policy, &none, "10.1.1.1").await, Some(401));
+        assert_eq!(run(&policy, &good, "10.1.1.1").await, None);
+        assert_eq!(run(&policy, &good, "192.0.2.1").await, Some(403));
+        assert_eq!(run(&policy, &good, "10.9.1.1").await, Some(403));
+        policy.satisfy_any = true;
+        assert_eq!(
+            run(&policy, &none, "10.1.1.1").await,
+            None,
+            "allowed address"
+        );
+        assert_eq!(run(&policy, &none, "192.0.2.1").await, Some(401));
+        assert_eq!(
+            run(&policy, &good, "192.0.2.1").await,
+            None,
+            "authenticated"
+        );
+        assert_eq!(
+            run(&policy, &none, "10.9.1.1").await,
+            Some(401),
+            "denied address"
+        );
+        assert_eq!(run(&policy, &good, "10.9.1.1").await, None);
+        assert_eq!(run(&policy, &none, "unknown").await, Some(401));
+        // Without authentication, `satisfy` changes nothing.
+        policy.basic_auth = None;
+        assert_eq!(run(&policy, &none, "192.0.2.1").await, Some(403));
+    }
 }
