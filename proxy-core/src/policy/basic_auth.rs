@@ -86,7 +86,18 @@ impl PasswordHash {
                 full: hash.to_string(),
             });
         }
-        let known = ["$2a$", "$2b$", "$2x$", "$2y$", "$1$", "$5$", "$6$"];
+        if ["$2a$", "$2b$", "$2x$", "$2y$"]
+            .iter()
+            .any(|p| hash.starts_with(p))
+        {
+            // `$2y$10$` + 22 characters of salt + 31 of hash.
+            return if hash.len() == 60 && crypt64(&hash[7..]) {
+                Ok(PasswordHash::Crypt(hash.to_string()))
+            } else {
+                Err(bad())
+            };
+        }
+        let known = ["$1$", "$5$", "$6$"];
         if known.iter().any(|p| hash.starts_with(p)) && hash.len() > 8 {
             return Ok(PasswordHash::Crypt(hash.to_string()));
         }
@@ -420,6 +431,8 @@ mod tests {
             "$apr1$toolongsalt$9BtGDu7G8xfvTNj1/JhCp/",
             "$apr1$6A0fWnbg$short",
             "$2y$",
+            "$2y$10$tooshort",
+            "$2y$10$abcdefghijklmnopqrstuv!bcdefghijklmnopqrstuvwxyz01234",
             "abcdefghijk!m",
         ] {
             let err = PasswordHash::parse(bad).unwrap_err();
