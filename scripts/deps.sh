@@ -6,6 +6,7 @@ command -v testssl >/dev/null || missing+=(testssl.sh)   # TLS configuration che
 command -v openssl >/dev/null || missing+=(openssl)      # TLS tests use openssl s_client
 command -v cmake >/dev/null || missing+=(cmake)      # pingora-core builds zlib-ng
 command -v curl >/dev/null || missing+=(curl)        # end-to-end tests use curl as a client
+command -v htpasswd >/dev/null || missing+=(apache2-utils)  # basic-auth tests make their hashes with htpasswd
 command -v cc >/dev/null || missing+=(gcc)
 need_kubectl=0
 command -v kubectl >/dev/null || need_kubectl=1      # API-mode tests drive the test API server with it

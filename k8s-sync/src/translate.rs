@@ -59,6 +59,8 @@ impl<'a> IngressPolicies<'a> {
         let refusal = a.refusal.as_deref().or(resolved.refusal.as_deref());
         let base = Arc::new(RoutePolicy {
             access: (!a.access.is_empty()).then(|| a.access.clone()),
+            basic_auth: resolved.basic_auth,
+            satisfy_any: a.auth.satisfy_any,
             cors: a.cors.policy(),
             refusal: refusal.map(|reason| Refusal {
                 reason: reason.into(),
@@ -118,6 +120,8 @@ impl<'a> IngressPolicies<'a> {
 struct Resolved {
     headers: Option<Arc<HeaderPolicy>>,
     errors: Option<Arc<CustomErrors>>,
+    /// Basic authentication with the users of its Secret.
+    basic_auth: Option<Arc<proxy_core::BasicAuth>>,
     /// External authentication (`auth-url`, or the ConfigMap's `global-auth-url`).
     external_auth: Option<Arc<proxy_core::ExternalAuth>>,
     /// Why the Ingress must not be served (a `custom-headers` problem, as ingress-nginx).
@@ -366,6 +370,24 @@ pub fn translate(
                     (None, refusal.or(Some(reason)))
                 }
             };
+        let mut auth_warnings = Vec::new();
+        let (basic_auth, refusal) =
+            match ing
+                .annotations
+                .auth
+                .resolve(&ing.namespace, objects, &mut auth_warnings)
+            {
+                Ok(auth) => (auth, refusal),
+                Err(reason) => {
+                    warn(Some(format!(
+                        "{reason}; the Ingress answers 503 until it is fixed"
+                    )));
+                    (None, refusal.or(Some(reason)))
+                }
+            };
+        for w in auth_warnings {
+            warn(Some(w));
+        }
         let policies = IngressPolicies::new(
             ing,
             settings,
@@ -373,6 +395,7 @@ pub fn translate(
             Resolved {
                 headers,
                 errors,
+                basic_auth,
                 external_auth,
                 refusal,
             },

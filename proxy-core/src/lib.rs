@@ -68,12 +68,13 @@ pub use policy::{
     HttpsRedirect, LocalResponse, NextUpstream, OriginPattern, Phase, Refusal, RoutePolicy,
     RouteStep, StepOutcome, StepRequest, Steps, UpstreamPolicy,
 };
-#[doc(no_inline)]
-pub use policy::{Canary, CanaryHeader, HeaderMatch};
 pub use policy::{
     AuthCache, AuthConfigError, AuthKeepalive, CacheRule, ExternalAuth, Signin, Template,
 };
 pub use policy::{Bandwidth, LimitSettings, LimitStatus, Rate, RequestLimits};
+pub use policy::{BasicAuth, PasswordHash};
+#[doc(no_inline)]
+pub use policy::{Canary, CanaryHeader, HeaderMatch};
 
 // Snapshots and routing.
 pub use routing::{normalize_host, normalize_path, BadPath, RouteId, RouteTable, VirtualHost};

@@ -8,6 +8,7 @@
 //! Ingress version, never per request.
 
 mod access;
+pub(crate) mod auth;
 pub(crate) mod body;
 mod canary;
 mod cors;
@@ -21,6 +22,7 @@ pub mod registry;
 mod rewrite;
 pub(crate) mod upstream;
 
+pub use auth::BasicAuthSettings;
 pub use body::Bodies;
 pub use canary::CanarySettings;
 pub use cors::CorsSettings;
@@ -64,6 +66,8 @@ pub struct IngressAnnotations {
     pub external_auth: ExternalAuthAnnotations,
     /// Request, connection and bandwidth limits.
     pub limits: LimitAnnotations,
+    /// Basic authentication and `satisfy`.
+    pub auth: BasicAuthSettings,
     /// Why the Ingress must not be served, when an annotation that guards access cannot be
     /// honoured: every route of the Ingress answers 503 (fail closed).
     pub refusal: Option<String>,
@@ -183,6 +187,8 @@ impl IngressAnnotations {
                         out.external_auth.parse(name, value)
                     } else if limits::KEYS.contains(&name) {
                         out.limits.parse(name, value)
+                    } else if auth::KEYS.contains(&name) {
+                        out.auth.parse(name, value)
                     } else {
                         // The registry and the families disagree (a unit test prevents it).
                         Err("not parsed by Weir".to_string())
@@ -256,7 +262,8 @@ mod tests {
                 || log::KEYS.contains(&a.name)
                 || canary::KEYS.contains(&a.name)
                 || external_auth::KEYS.contains(&a.name)
-                || limits::KEYS.contains(&a.name);
+                || limits::KEYS.contains(&a.name)
+                || auth::KEYS.contains(&a.name);
             assert_eq!(parsed, a.status == Status::Implemented, "{}", a.name);
         }
     }

@@ -39,6 +39,12 @@ impl AccessList {
         }
         self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip))
     }
+
+    /// Whether an allow list names the client and no deny entry does: enough on its own under
+    /// `satisfy: any` (an empty allow list admits no one by itself, as nginx's `allow` rules).
+    pub fn admits(&self, client: Option<IpAddr>) -> bool {
+        !self.allow.is_empty() && client.is_some_and(|ip| self.allows(ip))
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `Rewrite` | [`body`](RoutePolicy::body) (`Content-Length`), [`cors`](RoutePolicy::cors) preflight, [`rewrite`](RoutePolicy::rewrite), then [`https_redirect`](RoutePolicy::https_redirect) | 413 for a body announced too large (nginx checks it before rewriting); `OPTIONS` from an allowed origin gets 204; `app-root` 302, `permanent-redirect`/`temporal-redirect`; plain HTTP gets a 308 to `https://` (not `/.well-known/acme-challenge/`) |
 //! | `Access` | [`refusal`](RoutePolicy::refusal), then [`access`](RoutePolicy::access) | 503 (fail closed), then 403 |
-//! | `Auth` | [`external_auth`](RoutePolicy::external_auth) | a sub-request to the auth service: 2xx goes on (its listed headers sent upstream), 401 (or a 302 to the sign-in URL) and 403 go back, anything else 500 |
+//! | `Auth` | [`basic_auth`](RoutePolicy::basic_auth), with [`satisfy_any`](RoutePolicy::satisfy_any), then [`external_auth`](RoutePolicy::external_auth) | 401 with `WWW-Authenticate: Basic realm="..."`; with `satisfy: any` a client the allow list admits skips it, and one it keeps out may pass by authenticating; then a sub-request to the auth service: 2xx goes on (its listed headers sent upstream), 401 (or a 302 to the sign-in URL) and 403 go back, anything else 500 |
 //! | `Limit` | [`limits`](RoutePolicy::limits) | `limit-connections`, then `limit-rps` and `limit-rpm` per client address: `limit-conn-status-code` / `limit-req-status-code` (503) |
 //! | `Proxy` | [`canary`](RoutePolicy::canary), [`upstream`](RoutePolicy::upstream), [`rewrite`](RoutePolicy::rewrite), [`body`](RoutePolicy::body), [`headers`](RoutePolicy::headers) | the canary's backend instead of the route's (header, cookie, weight); timeouts and retries of the upstream request; the rewritten URI, `Host`, `X-Forwarded-Prefix`; small bodies read before connecting, body size while streaming (413); `proxy-set-headers` |
 //! | `Response` | [`bandwidth`](RoutePolicy::bandwidth) (body), [`errors`](RoutePolicy::errors), [`headers`](RoutePolicy::headers), [`hsts`](RoutePolicy::hsts), [`cors`](RoutePolicy::cors) | a listed error status replaced by the default backend's page; `hide-headers`, `add-headers`, `custom-headers`; `Strict-Transport-Security` on HTTPS responses; CORS headers for an allowed origin |
@@ -24,6 +24,7 @@
 //! request: no parsing, no allocation, no boxed future.
 
 mod access;
+mod basic_auth;
 mod body;
 mod canary;
 mod compression;
@@ -46,6 +47,7 @@ use pingora::prelude::HttpPeer;
 use crate::model::ServerPolicy;
 
 pub use access::{AccessList, Refusal};
+pub use basic_auth::{BasicAuth, InvalidRealm, PasswordHash, VERIFIED_CACHE_SIZE};
 pub use body::{BodyPolicy, MAX_BUFFERED_BODY};
 pub use canary::{upstream_name, Canary, CanaryHeader, HeaderMatch};
 pub use compression::{Compression, Encoding};
@@ -129,6 +131,11 @@ pub struct RoutePolicy {
     pub refusal: Option<Refusal>,
     /// Access phase: client address allow and deny lists: 403.
     pub access: Option<AccessList>,
+    /// Auth phase: basic authentication (`auth-type: basic`): 401.
+    pub basic_auth: Option<std::sync::Arc<BasicAuth>>,
+    /// `satisfy: any`: a client the allow list admits skips authentication, and one the lists
+    /// keep out gets in by authenticating (default: both must pass).
+    pub satisfy_any: bool,
     /// Auth phase: authentication by an external service (`auth-url`, `global-auth-url`).
     pub external_auth: Option<std::sync::Arc<ExternalAuth>>,
     /// Proxy phase: timeouts and retries.
@@ -206,9 +213,16 @@ fn builtin(
             if let Some(refusal) = &policy.refusal {
                 tracing::debug!(reason = %refusal.reason, host = req.host(), "route refused");
             }
-            policy
-                .access_status(req.client_ip())
-                .map(LocalResponse::page)
+            match policy.access_status(req.client_ip()) {
+                // `satisfy: any`: the auth phase decides for a client the lists keep out.
+                Some(StatusCode::FORBIDDEN)
+                    if policy.satisfy_any
+                        && (policy.basic_auth.is_some() || policy.external_auth.is_some()) =>
+                {
+                    None
+                }
+                status => status.map(LocalResponse::page),
+            }
         }
         Phase::Auth | Phase::Limit | Phase::Proxy | Phase::Response => None,
     }
@@ -240,13 +254,17 @@ pub(crate) async fn on_request_holding(
     held: &mut Option<ConnGuard>,
     grant: &mut Option<Box<AuthGrant>>,
 ) -> Option<LocalResponse> {
-    if !policy.steps.any_request_step() && policy.external_auth.is_none() {
+    if !policy.steps.any_request_step()
+        && policy.basic_auth.is_none()
+        && policy.external_auth.is_none()
+    {
         return REQUEST_PHASES.into_iter().find_map(|phase| {
             builtin(phase, policy, req, server)
                 .or_else(|| limit_phase(phase, policy, req, server, held))
         });
     }
-    // Boxed apart: the steps' state stays out of the request future of routes without steps.
+    // Boxed apart: the steps' and authentication's state stays out of the request future of
+    // routes without them.
     Box::pin(with_steps(policy, req, server, held, grant)).await
 }
 
@@ -282,10 +300,9 @@ async fn with_steps(
         if let Some(answer) = builtin(phase, policy, req, server) {
             return Some(answer);
         }
-        if let (Phase::Auth, Some(auth)) = (phase, &policy.external_auth) {
-            match external_auth::check(auth, req, &policy.upstream).await {
-                external_auth::AuthOutcome::Pass(g) => *grant = g,
-                external_auth::AuthOutcome::Answer(answer) => return Some(answer),
+        if phase == Phase::Auth {
+            if let Some(answer) = authenticate(policy, req, grant).await {
+                return Some(answer);
             }
         }
         if let Some(answer) = limit_phase(phase, policy, req, server, held) {
@@ -331,6 +348,39 @@ pub(crate) fn response_body_delay(
     bandwidth.delay(sent as u64, len as u64, elapsed)
 }
 
+/// Weir's own pieces of the auth phase: basic authentication, then external authentication
+/// (which leaves in `grant` what it changes upstream), unless `satisfy: any` and the allow list
+/// admits the client.
+async fn authenticate(
+    policy: &RoutePolicy,
+    req: &StepRequest<'_>,
+    grant: &mut Option<Box<AuthGrant>>,
+) -> Option<LocalResponse> {
+    if policy.basic_auth.is_none() && policy.external_auth.is_none() {
+        return None;
+    }
+    if policy.satisfy_any
+        && policy
+            .access
+            .as_ref()
+            .is_some_and(|list| list.admits(req.client_ip()))
+    {
+        return None;
+    }
+    if let Some(auth) = policy.basic_auth.as_deref() {
+        if let Some(answer) = auth.check(req.header()).await {
+            return Some(answer);
+        }
+    }
+    if let Some(auth) = &policy.external_auth {
+        match external_auth::check(auth, req, &policy.upstream).await {
+            external_auth::AuthOutcome::Pass(g) => *grant = g,
+            external_auth::AuthOutcome::Answer(answer) => return Some(answer),
+        }
+    }
+    None
+}
+
 /// The proxy phase, before connecting: the peer for `addr` with the route's timeouts.
 pub(crate) fn upstream_peer(policy: &RoutePolicy, addr: SocketAddr) -> Box<HttpPeer> {
     policy.upstream.peer(addr)
@@ -371,6 +421,10 @@ pub(crate) fn on_upstream_request(
     upstream_request: &mut RequestHeader,
 ) -> pingora::Result<()> {
     let policy = &**resolved.policy;
+    if policy.basic_auth.is_some() {
+        // As ingress-nginx: the credentials checked here are not passed on.
+        upstream_request.remove_header(&http::header::AUTHORIZATION);
+    }
     if let Some(rewrite) = &policy.rewrite {
         let path = crate::routing::normalize_path(upstream_request.uri.path())
             .map(|p| p.into_owned())
