@@ -547,7 +547,7 @@ mod tests {
             let server = server.clone();
             async move {
                 let req = StepRequest::new(&header, ip, false, "a.test", "/");
-                on_request(&p, &req, &server)
+                on_request(&p, &req, &server, &mut None)
                     .await
                     .map(|r| r.status.as_u16())
             }
