@@ -303,7 +303,7 @@ def free_port() -> int:
 
 
 def http_get(port: int, host: str = HOST, path: str = "/", tls: bool = False,
-             timeout: float = 5.0) -> tuple[int, str]:
+             timeout: float = 5.0, headers: list[str] = ()) -> tuple[int, str]:
     raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         s = raw
@@ -312,7 +312,9 @@ def http_get(port: int, host: str = HOST, path: str = "/", tls: bool = False,
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
             s = ctx.wrap_socket(raw, server_hostname=host)
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        extra = "".join(f"{h}\r\n" for h in headers)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
+                  .encode())
         data = b""
         while True:
             chunk = s.recv(65536)
@@ -556,9 +558,18 @@ def indent(text: str, n: int) -> str:
 # Annotations of the `weir-annotated` variant: a regex path rewritten to itself, and CORS.
 ANNOTATED = {"use-regex": "true", "rewrite-target": "/$1", "enable-cors": "true"}
 
+# The `weir-guarded` variant: a request rate limit no request reaches (every request is still
+# counted) and basic authentication (user `bench`, password `bench`, a bcrypt hash made by
+# `htpasswd -nbB -C 5 bench bench`; Weir checks it once, then from its cache).
+GUARDED = {"limit-rps": "100000", "auth-type": "basic", "auth-secret": "bench-users",
+           "auth-realm": "bench"}
+GUARDED_USERS = "bench:$2y$05$3eV6ZjRBo8T.WrMrOsqjYODdtDOrS/It/EgecswNlzS1ypVRB5EqS"
+# Request headers each target needs (the guarded variant's credentials).
+TARGET_HEADERS = {"weir-guarded": ["Authorization: Basic YmVuY2g6YmVuY2g="]}
+
 
 def manifests_base(cert: dict, upstream: int, tls: bool = True,
-                   annotated: bool = False) -> dict[str, str]:
+                   annotated: bool = False, guarded: bool = False) -> dict[str, str]:
     files = {
         "00-class.yaml": """apiVersion: networking.k8s.io/v1
 kind: IngressClass
@@ -592,6 +603,16 @@ metadata:
     if annotated:
         for k, v in ANNOTATED.items():
             bench += f'    nginx.ingress.kubernetes.io/{k}: "{v}"\n'
+    if guarded:
+        for k, v in GUARDED.items():
+            bench += f'    nginx.ingress.kubernetes.io/{k}: "{v}"\n'
+        files["15-users.yaml"] = f"""apiVersion: v1
+kind: Secret
+metadata: {{name: bench-users, namespace: {NS}}}
+type: Opaque
+stringData:
+  auth: '{GUARDED_USERS}'
+"""
     bench += """spec:
   ingressClassName: nginx
 """
@@ -686,7 +707,8 @@ def target_labels(many: int) -> dict[str, str]:
     return {"nginx": "nginx (reference)", "haproxy": "haproxy",
             "pingora": "Pingora alone (floor)", "weir": "Weir",
             "weir-10k": f"Weir, {many:,} Ingresses",
-            "weir-annotated": "Weir, rewrite-target + use-regex + CORS"}
+            "weir-annotated": "Weir, rewrite-target + use-regex + CORS",
+            "weir-guarded": "Weir, limit-rps + basic auth"}
 
 
 # Targets without TLS or host routing: the bare Pingora proxy (`pingora-floor`).
@@ -744,6 +766,11 @@ class Lab:
         for n, t in manifests_base(self.cert, self.upstream_port, annotated=True).items():
             (d / n).write_text(t)
         self.manifests["weir-annotated"] = d
+        d = work / "manifests-guarded"
+        d.mkdir()
+        for n, t in manifests_base(self.cert, self.upstream_port, guarded=True).items():
+            (d / n).write_text(t)
+        self.manifests["weir-guarded"] = d
 
     # -- upstreams --
     def start_upstream(self, name: str, port: int) -> subprocess.Popen:
@@ -793,10 +820,12 @@ class Lab:
             policy = "rr"
         t0 = time.monotonic()
         t.proc = PROCS.start(name, self.pl.wrap(argv, CPU_PROXY, policy if rt else None), t.logfile)
+        hdrs = TARGET_HEADERS.get(key, [])
         wait_for(f"{name} to proxy {HOST}", ready_timeout,
-                 lambda: http_get(t.http_port, timeout=30)[0] == 200, t.proc, t.logfile)
+                 lambda: http_get(t.http_port, timeout=30, headers=hdrs)[0] == 200, t.proc,
+                 t.logfile)
         t.extra["startup_s"] = round(time.monotonic() - t0, 3)
-        st, body = http_get(t.http_port)
+        st, body = http_get(t.http_port, headers=hdrs)
         if st != 200 or body != "ok":
             raise BenchError(f"{name}: GET / Host {HOST} gave {st} {body[:200]!r}, want 200 'ok'")
         if key in PLAIN_ONLY:
@@ -804,7 +833,7 @@ class Lab:
         st, _ = http_get(t.http_port, host="nope.invalid")
         if st != 404:
             raise BenchError(f"{name}: an unknown host gave {st}, want 404 (host routing check)")
-        st, body = http_get(t.https_port, tls=True)
+        st, body = http_get(t.https_port, tls=True, headers=hdrs)
         if st != 200 or body != "ok":
             raise BenchError(f"{name}: HTTPS GET gave {st} {body[:200]!r}, want 200 'ok'")
         return t
@@ -911,22 +940,25 @@ class Load:
         self.upstream_port = upstream_port
 
     def wrk(self, port: int, duration: float, conns: int = 50, tls: bool = False,
-            host: str = HOST, rt: bool = True) -> dict:
+            host: str = HOST, rt: bool = True, headers: list[str] = ()) -> dict:
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/"
+        extra = [a for h in headers for a in ("-H", h)]
         argv = self.pl.wrap(["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--latency",
-                             "-H", f"Host: {host}", url], CPU_LOAD, "fifo" if rt else None)
+                             "-H", f"Host: {host}", *extra, url], CPU_LOAD,
+                            "fifo" if rt else None)
         r = run(argv, timeout=duration + 60)
         out = parse_wrk(r.stdout)
         out["raw"] = r.stdout
         return out
 
     def h2load(self, port: int, n: int, conns: int, streams: int, h1: bool = False,
-               tls: bool = True) -> dict:
+               tls: bool = True, headers: list[str] = ()) -> dict:
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/"
         argv = ["h2load", "-n", str(n), "-c", str(conns), "-m", str(streams)]
         if h1:
             argv.append("--h1")
         argv += ["-H", f":authority: {HOST}"]  # also sets Host with --h1 (-H Host: does not)
+        argv += [a for h in headers for a in ("-H", h)]
         argv.append(url)
         r = run(self.pl.wrap(argv, CPU_LOAD, "fifo"), timeout=600, check=False)
         out = parse_h2load(r.stdout)
@@ -936,10 +968,11 @@ class Load:
 
 def measured_wrk(load: Load, t: Target, duration: float, warmup: float, tls: bool = False) -> dict:
     port = t.https_port if tls else t.http_port
+    headers = TARGET_HEADERS.get(t.key, [])
     if warmup > 0:
-        load.wrk(port, warmup, tls=tls)
+        load.wrk(port, warmup, tls=tls, headers=headers)
     m = Meter(t, load.upstream_port)
-    w = load.wrk(port, duration, tls=tls)
+    w = load.wrk(port, duration, tls=tls, headers=headers)
     res = m.done(w["requests"])
     res.update({k: w[k] for k in ("rps", "socket_errors", "non_2xx", "latency")})
     return res
@@ -1194,13 +1227,15 @@ def bench_callgrind(lab: Lab, load: Load, keys: list[str], n: int, idle_s: float
         try:
             pid = t.proc.pid
             # Warm up (connections, pools, lazy initialisation), then count only measured windows.
-            load.h2load(t.http_port, max(200, n // 10), 10, 1, h1=True, tls=False)
+            headers = TARGET_HEADERS.get(k, [])
+            load.h2load(t.http_port, max(200, n // 10), 10, 1, h1=True, tls=False,
+                        headers=headers)
             time.sleep(1.0)
             # Idle window: which threads work without requests (timers, folder polling, …).
             idle, idle_wall = _cg_window(pid, d, lambda: time.sleep(idle_s))
             h: dict = {}
             busy, wall = _cg_window(pid, d, lambda: h.update(
-                load.h2load(t.http_port, n, 10, 1, h1=True, tls=False)))
+                load.h2load(t.http_port, n, 10, 1, h1=True, tls=False, headers=headers)))
             ok = h["succeeded"]
             # A thread counts as serving requests unless what it does when idle would account for
             # more than 5 % of what it did during the requests (a background thread).

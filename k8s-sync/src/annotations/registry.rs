@@ -215,6 +215,21 @@ const fn implemented(
     }
 }
 
+/// Why the global rate limit annotations are refused.
+const REMOVED_GLOBAL_LIMIT: &str = "Refused: ingress-nginx removed its memcached-backed global rate limiter in controller v1.12 (kubernetes/ingress-nginx#11851). Reported, and no limit applies; `limit-rps` and `limit-rpm` count per replica ([limits](limits.md))";
+
+/// An annotation of the global rate limiter ingress-nginx removed: reported, not applied.
+const fn removed_global_limit(name: &'static str, summary: &'static str) -> Annotation {
+    Annotation {
+        name,
+        family: Family::Limits,
+        status: Status::Refused,
+        guards_access: false,
+        summary,
+        weir: REMOVED_GLOBAL_LIMIT,
+    }
+}
+
 const fn snippet(name: &'static str, guards_access: bool, summary: &'static str) -> Annotation {
     Annotation {
         name,
@@ -297,6 +312,10 @@ pub static ANNOTATIONS: &[Annotation] = &[
     not_yet("fastcgi-params-configmap", F::Backend, "ConfigMap of FastCGI parameters (with `backend-protocol: FCGI`)"),
     implemented("force-ssl-redirect", F::Redirect, false, "Redirects plain-HTTP requests to HTTPS even when the host has no TLS", ""),
     implemented("from-to-www-redirect", F::Redirect, false, "Redirects `www.host` to `host`, or the reverse, whichever the rule does not name", "Not when an Ingress names the other host; the redirect's port is 80 or 443 by scheme (ingress-nginx shows its listener's port) ([rewrites](rewrites.md))"),
+    removed_global_limit("global-rate-limit", "Requests per window for all replicas together, counted in memcached (ingress-nginx before v1.12)"),
+    removed_global_limit("global-rate-limit-ignored-cidrs", "Client networks the global rate limit does not count (ingress-nginx before v1.12)"),
+    removed_global_limit("global-rate-limit-key", "What the global rate limit counts by, nginx variables (default `$remote_addr`; ingress-nginx before v1.12)"),
+    removed_global_limit("global-rate-limit-window", "Window of the global rate limit, e.g. `1m` (ingress-nginx before v1.12)"),
     not_yet("http2-push-preload", F::Misc, "Turns `Link: rel=preload` response headers into HTTP/2 server pushes"),
     implemented("limit-allowlist", F::Limits, false, "Client CIDRs exempt from the rate limits", "Exempt from `limit-rps`, `limit-rpm` and `limit-connections`, not from `limit-rate`, as ingress-nginx. An unparsable list is reported and the limits apply to every address (ingress-nginx drops the Ingress's limits instead) ([limits](limits.md))"),
     implemented("limit-burst-multiplier", F::Limits, false, "Burst allowed above `limit-rps`/`limit-rpm`, as a multiple of the limit (default 5)", ""),
@@ -609,7 +628,13 @@ mod tests {
     fn snippets_refused() {
         for a in ANNOTATIONS {
             let is_snippet = a.name.ends_with("-snippet");
-            assert_eq!(a.status == Status::Refused, is_snippet, "{}", a.name);
+            let removed = a.name.starts_with("global-rate-limit");
+            assert_eq!(
+                a.status == Status::Refused,
+                is_snippet || removed,
+                "{}",
+                a.name
+            );
             assert_eq!(a.family == Family::Snippets, is_snippet, "{}", a.name);
             assert!(!is_snippet || !a.fails_closed(), "{}", a.name);
         }

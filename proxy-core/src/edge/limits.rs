@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -340,6 +340,9 @@ pub struct GuardedStream {
     phase: Phase,
     deadline: Instant,
     timer: Option<Pin<Box<Sleep>>>,
+    /// The task `timer` was last polled by: while it is the one waiting, the running timer will
+    /// wake it, so the timer need not be polled again (a keep-alive wait costs no timer work).
+    timer_waker: Option<Waker>,
     scan: HeaderScan,
     /// A refusal being written, and how much of it is out.
     reject: Option<(Vec<u8>, usize)>,
@@ -384,6 +387,7 @@ impl GuardedStream {
             phase: Phase::Idle,
             deadline: now + limits.client_header_timeout,
             timer: None,
+            timer_waker: None,
             scan: HeaderScan::default(),
             reject: None,
             done: AtomicBool::new(false),
@@ -578,6 +582,11 @@ impl AsyncRead for GuardedStream {
                     }
                 }
                 let deadline = this.deadline;
+                if let (Some(t), Some(w)) = (&this.timer, &this.timer_waker) {
+                    if t.deadline() <= deadline && !t.is_elapsed() && w.will_wake(cx.waker()) {
+                        return Poll::Pending;
+                    }
+                }
                 let timer = match &mut this.timer {
                     Some(t) => {
                         // Lazy: a deadline that moved later keeps the timer (it is set again
@@ -593,6 +602,13 @@ impl AsyncRead for GuardedStream {
                 };
                 loop {
                     if timer.as_mut().poll(cx).is_pending() {
+                        if !this
+                            .timer_waker
+                            .as_ref()
+                            .is_some_and(|w| w.will_wake(cx.waker()))
+                        {
+                            this.timer_waker = Some(cx.waker().clone());
+                        }
                         return Poll::Pending;
                     }
                     if timer.deadline() >= deadline {
