@@ -2,12 +2,12 @@
 //!
 //! The users and their hashes are parsed once, when the route is built. A request's
 //! `Authorization` header is checked against them; a success is remembered in a small bounded
-//! cache keyed by a SHA-256 of the user list and the header, so a client sending the same
-//! credentials again does not pay for bcrypt again. Slow hashes (bcrypt, SHA-crypt, MD5-crypt)
+//! cache of the route's own (the exact header bytes, compared in full), so a client sending the
+//! same credentials again does not pay for bcrypt again. Slow hashes (bcrypt, SHA-crypt, MD5-crypt)
 //! are verified on Tokio's blocking pool, off the proxy's worker threads.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{LazyLock, Mutex};
+use std::sync::RwLock;
 
 use base64::Engine as _;
 use http::{HeaderValue, StatusCode};
@@ -16,12 +16,13 @@ use sha2::Digest as _;
 
 use super::LocalResponse;
 
-/// Successful verifications remembered at most (all routes together); the cache is emptied
+/// Successful verifications remembered at most per route's user list; the cache is emptied
 /// when it is full.
 pub const VERIFIED_CACHE_SIZE: usize = 4096;
 
-/// SHA-256 of (user list fingerprint, `Authorization` value) of recent successes.
-static VERIFIED: LazyLock<Mutex<HashSet<[u8; 32]>>> = LazyLock::new(Default::default);
+/// `Authorization` values longer than this are verified every time, not remembered (bounds the
+/// cache's memory: at most 4096 × 256 bytes per user list).
+const CACHED_VALUE_MAX: usize = 256;
 
 /// One user's password hash, in a format `htpasswd` (or `openssl passwd`) writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +222,8 @@ pub struct BasicAuth {
     challenge: HeaderValue,
     users: HashMap<String, PasswordHash>,
     fingerprint: [u8; 32],
+    /// `Authorization` values that passed (read-mostly: readers do not block each other).
+    verified: RwLock<HashSet<Box<[u8]>>>,
 }
 
 impl PartialEq for BasicAuth {
@@ -272,6 +275,7 @@ impl BasicAuth {
             challenge,
             users: map,
             fingerprint: fp.finalize().into(),
+            verified: RwLock::default(),
         })
     }
 
@@ -321,15 +325,11 @@ impl BasicAuth {
         let Some(value) = req.headers.get(http::header::AUTHORIZATION) else {
             return Some(self.challenge());
         };
-        let key: [u8; 32] = sha2::Sha256::new()
-            .chain_update(self.fingerprint)
-            .chain_update(value.as_bytes())
-            .finalize()
-            .into();
-        if VERIFIED.lock().is_ok_and(|c| c.contains(&key)) {
+        let value = value.as_bytes();
+        if self.verified.read().is_ok_and(|c| c.contains(value)) {
             return None;
         }
-        let Some((user, password)) = credentials(value.as_bytes()) else {
+        let Some((user, password)) = credentials(value) else {
             return Some(self.challenge());
         };
         let Some(hash) = self.users.get(&user) else {
@@ -346,11 +346,13 @@ impl BasicAuth {
         if !ok {
             return Some(self.challenge());
         }
-        if let Ok(mut cache) = VERIFIED.lock() {
-            if cache.len() >= VERIFIED_CACHE_SIZE {
-                cache.clear();
+        if value.len() <= CACHED_VALUE_MAX {
+            if let Ok(mut cache) = self.verified.write() {
+                if cache.len() >= VERIFIED_CACHE_SIZE {
+                    cache.clear();
+                }
+                cache.insert(value.into());
             }
-            cache.insert(key);
         }
         None
     }

@@ -543,7 +543,9 @@ pub(crate) async fn check(
     });
     let answer = match cached {
         Some(a) => a,
-        None => match ask(auth, req, upstream).await {
+        // Boxed apart: the sub-request's state (kilobytes) stays out of the request phases'
+        // future, which every request of the route creates, cache hit or not.
+        None => match Box::pin(ask(auth, req, upstream)).await {
             Ok(a) => {
                 if let (Some(key), Some(c)) = (cache_key, &auth.cache) {
                     store(key, &a, &c.rules);

@@ -558,3 +558,32 @@ mod tests {
         assert_eq!(hsts(&RoutePolicy::default(), &server, true), None);
     }
 }
+
+#[cfg(test)]
+mod future_sizes {
+    use super::*;
+
+    /// Every request of a route with authentication or steps boxes the request phases' future:
+    /// it must stay small (a sub-request's state inside it made it 10 KB, copied per request).
+    #[test]
+    fn request_phase_futures_stay_small() {
+        let p = RoutePolicy::default();
+        let server = ServerPolicy::default();
+        let header = RequestHeader::build("GET", b"/", None).unwrap();
+        let req = StepRequest::new(&header, None, false, "a", "/");
+        let (mut held, mut grant) = (None, None);
+        let f = with_steps(&p, &req, &server, &mut held, &mut grant);
+        assert!(
+            std::mem::size_of_val(&f) <= 1024,
+            "{}",
+            std::mem::size_of_val(&f)
+        );
+        drop(f);
+        let f = authenticate(&p, &req, &mut grant);
+        assert!(
+            std::mem::size_of_val(&f) <= 1024,
+            "{}",
+            std::mem::size_of_val(&f)
+        );
+    }
+}
