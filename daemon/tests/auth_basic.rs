@@ -324,3 +324,22 @@ fn satisfy_any_and_all_with_an_allow_list() {
         );
     }
 }
+
+/// `no-auth-locations` (default `/.well-known/acme-challenge`): an Ingress path under one of them
+/// is not authenticated, by basic authentication either, as ingress-nginx's template skips both
+/// kinds for such a location (the Ingress path counts, as there, not the request path).
+#[test]
+fn no_auth_locations_skip_basic_authentication() {
+    let line = htpasswd("-m", "alice", "pw");
+    let auth = &[("auth-type", "basic"), ("auth-secret", "users")];
+    let solver = ingress("solver", "guarded.test", auth)
+        .replace("path: /,", "path: /.well-known/acme-challenge/token,");
+    let (weir, _app, _m) = start(
+        &[ingress("guarded", "guarded.test", auth), solver],
+        &[secret("users", &[("auth", &line)])],
+    );
+    assert_eq!(status(&weir, "guarded.test", None), 401);
+    let r = weir.get("guarded.test", "/.well-known/acme-challenge/token");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(weir.get("guarded.test", "/.well-known/other").status, 401);
+}

@@ -170,15 +170,17 @@ fn custom_headers(
     Ok((!policy.is_empty()).then(|| Arc::new(policy)))
 }
 
-/// `no-auth-locations`: a path starting with one of them is not authenticated.
+/// `no-auth-locations`: a path starting with one of them is not authenticated, neither by the
+/// external service nor by basic authentication (as ingress-nginx's template skips both).
 fn without_auth_at(
     policy: Arc<RoutePolicy>,
     path: &str,
     global: &crate::config::GlobalAuth,
 ) -> Arc<RoutePolicy> {
-    if policy.external_auth.is_some() && global.exempts(path) {
+    if (policy.external_auth.is_some() || policy.basic_auth.is_some()) && global.exempts(path) {
         return Arc::new(RoutePolicy {
             external_auth: None,
+            basic_auth: None,
             ..(*policy).clone()
         });
     }
