@@ -336,6 +336,11 @@ impl BasicAuth {
             return Some(self.challenge());
         };
         let ok = if hash.slow() {
+            // At most one slow check per core at a time: a flood of wrong passwords queues here
+            // instead of filling the blocking pool with bcrypt runs.
+            let Ok(_permit) = slow_checks().acquire().await else {
+                return Some(self.challenge());
+            };
             let hash = hash.clone();
             tokio::task::spawn_blocking(move || hash.verify(&password))
                 .await
@@ -356,6 +361,15 @@ impl BasicAuth {
         }
         None
     }
+}
+
+/// The permits for slow hash checks (bcrypt, SHA-crypt, MD5-crypt): one per core.
+fn slow_checks() -> &'static tokio::sync::Semaphore {
+    static SLOW: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOW.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
 }
 
 /// User and password of a `Basic` `Authorization` value.
