@@ -130,14 +130,19 @@ impl CanarySettings {
     /// Checks across the family's annotations, once they are all read: as ingress-nginx,
     /// canary rules without `canary: "true"` are an error and the Ingress is a plain one.
     pub(super) fn finish(&mut self, prefix: &str, problems: &mut Vec<AnnotationProblem>) {
-        let configured = self.weight > 0
-            || self.header.is_some()
-            || self.header_value.is_some()
-            || self.header_pattern.is_some()
-            || self.cookie.is_some();
-        if !self.enabled && configured {
+        // The first rule set names the problem: `canary` itself may be absent.
+        let configured = [
+            (self.weight > 0, "canary-weight"),
+            (self.header.is_some(), "canary-by-header"),
+            (self.header_value.is_some(), "canary-by-header-value"),
+            (self.header_pattern.is_some(), "canary-by-header-pattern"),
+            (self.cookie.is_some(), "canary-by-cookie"),
+        ]
+        .into_iter()
+        .find_map(|(set, key)| set.then_some(key));
+        if let (false, Some(key)) = (self.enabled, configured) {
             problems.push(AnnotationProblem::Invalid {
-                annotation: format!("{prefix}/canary"),
+                annotation: format!("{prefix}/{key}"),
                 reason: "canary rules are set but canary is not \"true\" (the Ingress is served as a plain one)".into(),
             });
             *self = CanarySettings::default();
@@ -288,6 +293,18 @@ mod tests {
         ]);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!((c.weight, c.weight_total), (0, u32::MAX));
+    }
+
+    /// Found by fuzzing: the problem named `canary`, an annotation the Ingress did not have.
+    #[test]
+    fn a_rule_without_canary_names_itself() {
+        let (c, problems) = parsed(&[("canary-by-header-value", "e.")]);
+        assert_eq!(c, CanarySettings::default());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("p/canary-by-header-value"),
+            "{problems:?}"
+        );
     }
 
     #[test]
