@@ -177,7 +177,7 @@ fn without_auth_at(
     path: &str,
     global: &crate::config::GlobalAuth,
 ) -> Arc<RoutePolicy> {
-    if (policy.external_auth.is_some() || policy.basic_auth.is_some()) && global.exempts(path) {
+    if policy.authenticates() && global.exempts(path) {
         return Arc::new(RoutePolicy {
             external_auth: None,
             basic_auth: None,
@@ -348,48 +348,43 @@ pub fn translate(
                 matches!(e.backend, Target::Pool(_)) && pages.default_backend.is_some();
             Some(Arc::new(e))
         };
-        let (headers, refusal) = match custom_headers(
+        // Parts read from other objects: one that cannot be used refuses the Ingress (503),
+        // each is reported, and the first names the refusal.
+        let mut unusable: Vec<String> = Vec::new();
+        let headers = custom_headers(
             ing,
             objects,
             settings.allowed_response_headers,
             base.headers.as_ref(),
-        ) {
-            Ok(h) => (h, None),
-            Err(reason) => {
-                warn(Some(format!(
-                    "{reason}; the Ingress answers 503 until it is fixed"
-                )));
-                (base.headers.clone(), Some(reason))
-            }
-        };
-        let (external_auth, refusal) =
-            match crate::annotations::external_auth::resolve(ing, objects, settings.global_auth) {
-                Ok(auth) => (auth, refusal),
-                Err(reason) => {
-                    warn(Some(format!(
-                        "{reason}; the Ingress answers 503 until it is fixed"
-                    )));
-                    (None, refusal.or(Some(reason)))
-                }
-            };
+        )
+        .unwrap_or_else(|reason| {
+            unusable.push(reason);
+            base.headers.clone()
+        });
+        let external_auth =
+            crate::annotations::external_auth::resolve(ing, objects, settings.global_auth)
+                .unwrap_or_else(|reason| {
+                    unusable.push(reason);
+                    None
+                });
         let mut auth_warnings = Vec::new();
-        let (basic_auth, refusal) =
-            match ing
-                .annotations
-                .auth
-                .resolve(&ing.namespace, objects, &mut auth_warnings)
-            {
-                Ok(auth) => (auth, refusal),
-                Err(reason) => {
-                    warn(Some(format!(
-                        "{reason}; the Ingress answers 503 until it is fixed"
-                    )));
-                    (None, refusal.or(Some(reason)))
-                }
-            };
+        let basic_auth = ing
+            .annotations
+            .auth
+            .resolve(&ing.namespace, objects, &mut auth_warnings)
+            .unwrap_or_else(|reason| {
+                unusable.push(reason);
+                None
+            });
+        for reason in &unusable {
+            warn(Some(format!(
+                "{reason}; the Ingress answers 503 until it is fixed"
+            )));
+        }
         for w in auth_warnings {
             warn(Some(w));
         }
+        let refusal = unusable.into_iter().next();
         let policies = IngressPolicies::new(
             ing,
             settings,

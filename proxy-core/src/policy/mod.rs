@@ -183,6 +183,11 @@ impl RoutePolicy {
             _ => None,
         }
     }
+
+    /// Whether the auth phase has Weir's own work: basic or external authentication.
+    pub fn authenticates(&self) -> bool {
+        self.basic_auth.is_some() || self.external_auth.is_some()
+    }
 }
 
 /// Weir's own piece of a request phase.
@@ -215,12 +220,7 @@ fn builtin(
             }
             match policy.access_status(req.client_ip()) {
                 // `satisfy: any`: the auth phase decides for a client the lists keep out.
-                Some(StatusCode::FORBIDDEN)
-                    if policy.satisfy_any
-                        && (policy.basic_auth.is_some() || policy.external_auth.is_some()) =>
-                {
-                    None
-                }
+                Some(StatusCode::FORBIDDEN) if policy.satisfy_any && policy.authenticates() => None,
                 status => status.map(LocalResponse::page),
             }
         }
@@ -254,10 +254,7 @@ pub(crate) async fn on_request_holding(
     held: &mut Option<ConnGuard>,
     grant: &mut Option<Box<AuthGrant>>,
 ) -> Option<LocalResponse> {
-    if !policy.steps.any_request_step()
-        && policy.basic_auth.is_none()
-        && policy.external_auth.is_none()
-    {
+    if !policy.steps.any_request_step() && !policy.authenticates() {
         return REQUEST_PHASES.into_iter().find_map(|phase| {
             builtin(phase, policy, req, server)
                 .or_else(|| limit_phase(phase, policy, req, server, held))
@@ -356,7 +353,7 @@ async fn authenticate(
     req: &StepRequest<'_>,
     grant: &mut Option<Box<AuthGrant>>,
 ) -> Option<LocalResponse> {
-    if policy.basic_auth.is_none() && policy.external_auth.is_none() {
+    if !policy.authenticates() {
         return None;
     }
     if policy.satisfy_any

@@ -531,11 +531,7 @@ impl ProxyHttp for WeirProxy {
             }
             _ => policy::Failure::Error,
         };
-        ctx.note_upstream_status(if failure == policy::Failure::Timeout {
-            504
-        } else {
-            502
-        });
+        ctx.note_failure(failure);
         e.set_retry(retry_allowed(session, ctx, failure, false));
         e
     }
@@ -560,11 +556,7 @@ impl ProxyHttp for WeirProxy {
             _ => None,
         };
         if let Some(f) = failure {
-            ctx.note_upstream_status(if f == policy::Failure::Timeout {
-                504
-            } else {
-                502
-            });
+            ctx.note_failure(f);
         }
         let retry = failure.is_some_and(|f| retry_allowed(session, ctx, f, true));
         e.set_retry(retry);
@@ -757,6 +749,15 @@ impl ProxyHttp for WeirProxy {
 }
 
 impl RequestCtx {
+    /// Remember an attempt that got no answer: 504 for a timeout, else 502, as nginx logs it.
+    fn note_failure(&mut self, failure: policy::Failure) {
+        self.note_upstream_status(if failure == policy::Failure::Timeout {
+            504
+        } else {
+            502
+        });
+    }
+
     /// Remember what the endpoint being tried answered (the first answer counts).
     fn note_upstream_status(&mut self, status: u16) {
         if let Some(slot) = self
